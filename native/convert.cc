@@ -1,0 +1,83 @@
+#include "convert.h"
+
+#include <cstring>
+
+namespace penny {
+
+std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(name) + " must be an array of dimensions");
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> shape;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value d = a.Get(i);
+    double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+    if (x < 1 || x != static_cast<double>(static_cast<int64_t>(x))) {
+      throw Napi::TypeError::New(env, std::string(name) + "[" + std::to_string(i) + "] must be a positive integer");
+    }
+    shape.push_back(static_cast<int64_t>(x));
+  }
+  return shape;
+}
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+const char* dtypeName(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "Float32Array";
+    case at::kDouble: return "Float64Array";
+    case at::kInt: return "Int32Array";
+    default: return "?";
+  }
+}
+
+static bool matches(napi_typedarray_type t, at::ScalarType dtype) {
+  return (t == napi_float32_array && dtype == at::kFloat) || (t == napi_float64_array && dtype == at::kDouble) ||
+         (t == napi_int32_array && dtype == at::kInt);
+}
+
+at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype,
+                          const std::vector<int64_t>& shape) {
+  Napi::Env env = v.Env();
+  if (!v.IsTypedArray() || !matches(v.As<Napi::TypedArray>().TypedArrayType(), dtype)) {
+    throw Napi::TypeError::New(env, std::string(name) + " must be a " + dtypeName(dtype));
+  }
+  auto ta = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(ta.ElementLength()) != numel(shape)) {
+    throw Napi::TypeError::New(env, std::string(name) + " has " + std::to_string(ta.ElementLength()) +
+                                        " elements but its shape needs " + std::to_string(numel(shape)));
+  }
+  auto* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
+}
+
+Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t) {
+  auto c = t.detach().to(at::kCPU).contiguous();
+  if (c.scalar_type() == at::kDouble || c.scalar_type() == at::kLong) {
+    c = c.to(at::kDouble);
+    auto out = Napi::Float64Array::New(env, c.numel());
+    std::memcpy(out.Data(), c.data_ptr<double>(), c.numel() * sizeof(double));
+    return out;
+  }
+  c = c.to(at::kFloat);
+  auto out = Napi::Float32Array::New(env, c.numel());
+  std::memcpy(out.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+  return out;
+}
+
+Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape) {
+  auto a = Napi::Array::New(env, shape.size());
+  for (size_t i = 0; i < shape.size(); i++) a.Set(i, Napi::Number::New(env, static_cast<double>(shape[i])));
+  return a;
+}
+
+std::string errorMessage(const std::exception& e) {
+  if (auto* c = dynamic_cast<const c10::Error*>(&e)) return c->what_without_backtrace();
+  return e.what();
+}
+
+}  // namespace penny

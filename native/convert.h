@@ -1,0 +1,34 @@
+// Moving data across the JS <-> LibTorch boundary, and turning C++ errors into JS ones.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace penny {
+
+// Argument checks throw a JS TypeError naming the argument.
+std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name);
+int64_t numel(const std::vector<int64_t>& shape);
+// Wraps a typed array's memory (no copy) as a tensor of `dtype`; the caller keeps the array alive.
+at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype, const std::vector<int64_t>& shape);
+// Copies a tensor into a new typed array of its dtype (float32, float64, int64 -> Float64Array).
+Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t);
+Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
+const char* dtypeName(at::ScalarType t);
+
+// LibTorch's message without its C++ backtrace.
+std::string errorMessage(const std::exception& e);
+
+}  // namespace penny
+
+// Runs `body`; any c10::Error / std::exception becomes a JS Error carrying its message.
+#define PENNY_TRY(env, body)                                                  \
+  try {                                                                       \
+    body                                                                      \
+  } catch (const Napi::Error&) {                                              \
+    throw;                                                                    \
+  } catch (const std::exception& e) {                                         \
+    throw Napi::Error::New(env, ::penny::errorMessage(e));                    \
+  }

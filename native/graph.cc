@@ -1,0 +1,138 @@
+#include "graph.h"
+
+#include <stdexcept>
+
+namespace penny {
+namespace {
+
+// The op named `s`; false if there is none.
+bool parseOp(const std::string& s, Op* op) {
+  static const std::unordered_map<std::string, Op> ops = {
+      {"conv2d", Op::Conv2d},       {"linear", Op::Linear},         {"layer_norm", Op::LayerNorm},
+      {"add", Op::Add},             {"mul", Op::Mul},               {"quick_gelu", Op::QuickGelu},
+      {"gelu", Op::Gelu},           {"relu", Op::Relu},             {"relu6", Op::Relu6},
+      {"softmax", Op::Softmax},     {"attention", Op::Attention},   {"reshape", Op::Reshape},
+      {"transpose", Op::Transpose}, {"concat", Op::Concat},         {"slice", Op::Slice},
+      {"expand_batch", Op::ExpandBatch},
+  };
+  auto it = ops.find(s);
+  if (it == ops.end()) return false;
+  *op = it->second;
+  return true;
+}
+
+template <typename T>
+std::vector<T> numbers(const Napi::Value& v) {
+  std::vector<T> out;
+  if (!v.IsArray()) return out;
+  auto a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(static_cast<T>(a.Get(i).As<Napi::Number>().DoubleValue()));
+  return out;
+}
+
+at::Tensor optional(const std::vector<at::Tensor>& slots, int i) { return i < 0 ? at::Tensor() : slots[i]; }
+
+}  // namespace
+
+Graph parseGraph(const Napi::Object& o) {
+  Napi::Env env = o.Env();
+  Graph g;
+  g.numParams = o.Get("numParams").As<Napi::Number>().Int32Value();
+  g.inputSlot = o.Get("inputSlot").As<Napi::Number>().Int32Value();
+  g.numSlots = o.Get("numSlots").As<Napi::Number>().Int32Value();
+  auto nodes = o.Get("nodes").As<Napi::Array>();
+  for (uint32_t i = 0; i < nodes.Length(); i++) {
+    auto n = nodes.Get(i).As<Napi::Object>();
+    std::string op = n.Get("op").As<Napi::String>();
+    Node node;
+    if (!parseOp(op, &node.op)) {
+      throw Napi::TypeError::New(env, "graph node " + std::to_string(i) + ": unknown op '" + op + "'");
+    }
+    node.inputs = numbers<int>(n.Get("inputs"));
+    node.output = n.Get("output").As<Napi::Number>().Int32Value();
+    node.ints = numbers<int64_t>(n.Get("ints"));
+    node.floats = numbers<double>(n.Get("floats"));
+    node.release = numbers<int>(n.Get("release"));
+    for (int s : node.inputs) {
+      if (s >= g.numSlots || node.output >= g.numSlots || node.output < 0) {
+        throw Napi::RangeError::New(env, "graph node " + std::to_string(i) + " (" + op + "): slot out of range");
+      }
+    }
+    g.nodes.push_back(std::move(node));
+  }
+  auto outs = o.Get("outputs").As<Napi::Object>();
+  auto keys = outs.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    std::string k = keys.Get(i).As<Napi::String>();
+    g.outputs[k] = outs.Get(k).As<Napi::Number>().Int32Value();
+  }
+  return g;
+}
+
+static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s) {
+  const auto& x = s[n.inputs[0]];
+  switch (n.op) {
+    case Op::Conv2d:
+      return at::conv2d(x, s[n.inputs[1]], optional(s, n.inputs[2]), n.ints[0], n.ints[1]);
+    case Op::Linear:
+      return at::linear(x, s[n.inputs[1]], optional(s, n.inputs[2]));
+    case Op::LayerNorm:
+      return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], n.floats[0]);
+    case Op::Add:
+      return x + s[n.inputs[1]];
+    case Op::Mul:
+      return x * s[n.inputs[1]];
+    case Op::QuickGelu:
+      return x * at::sigmoid(x * 1.702);
+    case Op::Gelu:
+      return at::gelu(x);
+    case Op::Relu:
+      return at::relu(x);
+    case Op::Relu6:
+      return at::hardtanh(x, 0.0, 6.0);
+    case Op::Softmax:
+      return at::softmax(x, n.ints[0]);
+    case Op::Attention: {
+      // [B, T, C] x3 -> heads -> SDPA -> [B, T, C], as HF CLIPAttention does with attn_implementation="sdpa".
+      const int64_t heads = n.ints[0], B = x.size(0), T = x.size(1), C = x.size(2);
+      auto split = [&](const at::Tensor& t) { return t.view({B, T, heads, C / heads}).transpose(1, 2); };
+      auto o = at::scaled_dot_product_attention(split(x), split(s[n.inputs[1]]), split(s[n.inputs[2]]));
+      return o.transpose(1, 2).reshape({B, T, C});
+    }
+    case Op::Reshape: {
+      std::vector<int64_t> shape(n.ints);
+      for (size_t i = 0; i < shape.size(); i++) if (shape[i] == 0) shape[i] = x.size(i);
+      return x.reshape(shape);
+    }
+    case Op::Transpose:
+      return x.permute(n.ints);
+    case Op::Concat: {
+      std::vector<at::Tensor> parts;
+      for (int i : n.inputs) parts.push_back(s[i]);
+      return at::cat(parts, n.ints[0]);
+    }
+    case Op::Slice:
+      return x.slice(n.ints[0], n.ints[1], n.ints[2]);
+    case Op::ExpandBatch: {
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape[0] = s[n.inputs[1]].size(0);
+      return x.expand(shape);
+    }
+  }
+  throw std::logic_error("unhandled op");
+}
+
+at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot) {
+  std::vector<at::Tensor> slots(g.numSlots);
+  for (int i = 0; i < g.numParams; i++) slots[i] = params[i];
+  slots[g.inputSlot] = input;
+  if (outputSlot < g.numParams || outputSlot == g.inputSlot) return slots[outputSlot];
+  for (const auto& n : g.nodes) {
+    slots[n.output] = applyNode(n, slots);
+    if (n.output == outputSlot) return slots[n.output];
+    for (int r : n.release) slots[r].reset();
+  }
+  throw std::logic_error("graph output slot " + std::to_string(outputSlot) + " is never produced");
+}
+
+}  // namespace penny

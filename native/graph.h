@@ -1,0 +1,40 @@
+// The graph IR as the native backend sees it: TypeScript (src/model/lower.ts) resolves every value name to a slot
+// index and every attribute to a fixed position in `ints`/`floats`, so interpreting is a switch over an array.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace penny {
+
+enum class Op {
+  Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, Attention,
+  Reshape, Transpose, Concat, Slice, ExpandBatch,
+};
+
+struct Node {
+  Op op;
+  std::vector<int> inputs;       // slot indices; -1 for an absent optional input (a bias)
+  int output;                    // slot index
+  std::vector<int64_t> ints;     // attributes, in the order src/model/lower.ts writes them
+  std::vector<double> floats;
+  std::vector<int> release;      // slots whose last reader is this node: freed right after it
+};
+
+struct Graph {
+  int numParams = 0;             // slots [0, numParams) are parameters
+  int inputSlot = 0;             // the image batch
+  int numSlots = 0;
+  std::vector<Node> nodes;
+  std::unordered_map<std::string, int> outputs;   // name -> slot
+};
+
+Graph parseGraph(const Napi::Object& lowered);
+
+// Runs the nodes up to the one that produces `outputSlot` and returns that value.
+at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot);
+
+}  // namespace penny

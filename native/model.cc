@@ -1,0 +1,309 @@
+#include "model.h"
+
+#include "convert.h"
+#include "task.h"
+
+namespace penny {
+
+Napi::Function Model::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel", {
+      InstanceMethod<&Model::Forward>("forward"),
+      InstanceMethod<&Model::TrainStep>("trainStep"),
+      InstanceMethod<&Model::LossAndGrads>("lossAndGrads"),
+      InstanceMethod<&Model::GetParams>("getParams"),
+      InstanceMethod<&Model::SetParams>("setParams"),
+      InstanceMethod<&Model::SetOptimizer>("setOptimizer"),
+      InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
+      InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
+      InstanceMethod<&Model::Dispose>("dispose"),
+      InstanceAccessor<&Model::Device>("device"),
+  });
+}
+
+// new NativeModel(lowered, params: [{name, shape, decay}], { device, dtype })
+Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), core_(std::make_shared<Core>()) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsObject()) {
+    throw Napi::TypeError::New(env, "NativeModel(graph, params, options): expected (object, array, object)");
+  }
+  auto opts = info[2].As<Napi::Object>();
+  std::string device = opts.Has("device") ? opts.Get("device").ToString().Utf8Value() : "cpu";
+  std::string dtype = opts.Has("dtype") ? opts.Get("dtype").ToString().Utf8Value() : "float32";
+  if (dtype != "float32" && dtype != "float64") {
+    throw Napi::TypeError::New(env, "options.dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  }
+  auto& c = *core_;
+  c.dtype = dtype == "float64" ? at::kDouble : at::kFloat;
+  PENNY_TRY(env, {
+    c.device = at::Device(device);
+    if (c.device.is_cuda() && !torch::cuda::is_available()) {
+      throw Napi::Error::New(env, "device '" + device + "' asked for, but CUDA is not available to this LibTorch (" +
+                                      std::string(TORCH_VERSION) + "): no CUDA device, or a CPU-only build");
+    }
+    if (c.device.is_cuda() && c.device.has_index() && c.device.index() >= torch::cuda::device_count()) {
+      throw Napi::Error::New(env, "device '" + device + "' asked for, but only " +
+                                      std::to_string(torch::cuda::device_count()) + " CUDA device(s) are visible");
+    }
+  })
+  c.graph = parseGraph(info[0].As<Napi::Object>());
+  auto params = info[1].As<Napi::Array>();
+  if (static_cast<int>(params.Length()) != c.graph.numParams) {
+    throw Napi::TypeError::New(env, "params: the graph has " + std::to_string(c.graph.numParams) + " parameters, got " +
+                                        std::to_string(params.Length()));
+  }
+  auto options = at::TensorOptions().dtype(c.dtype).device(c.device);
+  for (uint32_t i = 0; i < params.Length(); i++) {
+    auto p = params.Get(i).As<Napi::Object>();
+    c.names.push_back(p.Get("name").ToString().Utf8Value());
+    auto shape = shapeArg(p.Get("shape"), ("params[" + std::to_string(i) + "].shape").c_str());
+    PENNY_TRY(env, { c.params.push_back(at::zeros(shape, options).set_requires_grad(true)); })
+    c.decay.push_back(p.Get("decay").ToBoolean().Value());
+  }
+}
+
+void Model::checkAlive(Napi::Env env) const {
+  if (core_->disposed) throw Napi::Error::New(env, "this model was disposed");
+}
+
+int Model::paramIndex(Napi::Env env, const std::string& name) const {
+  for (size_t i = 0; i < core_->names.size(); i++) if (core_->names[i] == name) return static_cast<int>(i);
+  throw Napi::Error::New(env, "no parameter named '" + name + "' in this model");
+}
+
+int Model::outputSlot(Napi::Env env, const std::string& name) const {
+  auto it = core_->graph.outputs.find(name);
+  if (it == core_->graph.outputs.end()) throw Napi::Error::New(env, "the graph has no output named '" + name + "'");
+  return it->second;
+}
+
+// The image batch and (optionally) labels of a step call, checked on the main thread.
+struct Batch {
+  at::Tensor x, y;
+  std::vector<Napi::Value> keep;
+};
+
+static Batch batchArgs(const Napi::CallbackInfo& info, at::ScalarType dtype, bool withLabels) {
+  Batch b;
+  auto shape = shapeArg(info[1], "shape");
+  b.x = viewTypedArray(info[0], "pixels", dtype, shape);
+  b.keep = {info.This(), info[0]};
+  if (withLabels) {
+    if (!info[2].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "labels must be an Int32Array");
+    b.y = viewTypedArray(info[2], "labels", at::kInt, {static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength())});
+    if (b.y.size(0) != shape[0]) {
+      throw Napi::TypeError::New(info.Env(), "labels has " + std::to_string(b.y.size(0)) + " entries for a batch of " +
+                                                 std::to_string(shape[0]));
+    }
+    b.keep.push_back(info[2]);
+  }
+  return b;
+}
+
+// forward(pixels, shape, outputName = "logits") -> Promise<Float32Array>
+Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  auto batch = batchArgs(info, core_->dtype, false);
+  int slot = outputSlot(env, info[2].IsString() ? info[2].ToString().Utf8Value() : "logits");
+  auto core = core_;
+  auto out = std::make_shared<at::Tensor>();
+  return Task::Run(env, [core, batch, slot, out] {
+    std::lock_guard<std::mutex> lock(core->mu);
+    c10::InferenceMode guard;
+    *out = runGraph(core->graph, core->params, batch.x.to(core->device), slot).to(at::kCPU);
+  }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
+}
+
+// The loss of one batch, on the worker thread; backward() filled the gradients when it returns.
+static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params,
+                         const at::Tensor& x, const at::Tensor& y, at::Device device, at::Tensor* logitsOut) {
+  auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"));
+  auto loss = at::cross_entropy_loss(logits, y.to(device, at::kLong));
+  if (logitsOut) *logitsOut = logits.detach().to(at::kCPU);
+  return loss;
+}
+
+// trainStep(pixels, shape, labels, { lr }) -> Promise<{ loss, logits }>: one AdamW step.
+Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  auto batch = batchArgs(info, core_->dtype, true);
+  if (!info[3].IsObject() || !info[3].As<Napi::Object>().Get("lr").IsNumber()) {
+    throw Napi::TypeError::New(env, "options.lr must be a number");
+  }
+  if (!core_->optimizer) throw Napi::Error::New(env, "trainStep: call setOptimizer first");
+  double lr = info[3].As<Napi::Object>().Get("lr").As<Napi::Number>().DoubleValue();
+  auto core = core_;
+  auto result = std::make_shared<std::pair<double, at::Tensor>>();
+  return Task::Run(env, [core, batch, lr, result] {
+    std::lock_guard<std::mutex> lock(core->mu);
+    auto& opt = *core->optimizer;
+    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &result->second);
+    opt.zero_grad(true);
+    loss.backward();
+    opt.step();
+    result->first = loss.item<double>();
+  }, [result](Napi::Env env) -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    o.Set("loss", result->first);
+    o.Set("logits", toTypedArray(env, result->second));
+    return o;
+  }, batch.keep);
+}
+
+// lossAndGrads(pixels, shape, labels) -> Promise<{ loss, logits, grads: { name: Float32Array } }>; no step.
+Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  auto batch = batchArgs(info, core_->dtype, true);
+  auto core = core_;
+  struct Out { double loss; at::Tensor logits; std::vector<at::Tensor> grads; };
+  auto out = std::make_shared<Out>();
+  return Task::Run(env, [core, batch, out] {
+    std::lock_guard<std::mutex> lock(core->mu);
+    auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &out->logits);
+    auto grads = torch::autograd::grad({loss}, core->params, {}, false, false, true);
+    out->loss = loss.item<double>();
+    for (size_t i = 0; i < grads.size(); i++) {
+      out->grads.push_back(grads[i].defined() ? grads[i].to(at::kCPU) : at::zeros_like(core->params[i], at::kCPU));
+    }
+  }, [core, out](Napi::Env env) -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    o.Set("loss", out->loss);
+    o.Set("logits", toTypedArray(env, out->logits));
+    auto g = Napi::Object::New(env);
+    for (size_t i = 0; i < out->grads.size(); i++) g.Set(core->names[i], toTypedArray(env, out->grads[i]));
+    o.Set("grads", g);
+    return o;
+  }, batch.keep);
+}
+
+// getParams(names?) -> { name: Float32Array } (all parameters when names is omitted)
+Napi::Value Model::GetParams(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto o = Napi::Object::New(env);
+  std::vector<int> which;
+  if (info.Length() > 0 && info[0].IsArray()) {
+    auto a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) which.push_back(paramIndex(env, a.Get(i).ToString().Utf8Value()));
+  } else {
+    for (size_t i = 0; i < core_->params.size(); i++) which.push_back(static_cast<int>(i));
+  }
+  PENNY_TRY(env, { for (int i : which) o.Set(core_->names[i], toTypedArray(env, core_->params[i])); })
+  return o;
+}
+
+// Copies `value` (a typed array of the model's dtype) into `dst`, naming `what` when it does not fit.
+static void assign(Napi::Env env, at::Tensor& dst, const Napi::Value& value, const std::string& what, at::ScalarType dtype) {
+  std::vector<int64_t> shape(dst.sizes().begin(), dst.sizes().end());
+  if (value.IsTypedArray() && static_cast<int64_t>(value.As<Napi::TypedArray>().ElementLength()) != dst.numel()) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+    throw Napi::TypeError::New(env, what + ": expected " + std::to_string(dst.numel()) + " values (shape " + s +
+                                        "]), got " + std::to_string(value.As<Napi::TypedArray>().ElementLength()));
+  }
+  auto src = viewTypedArray(value, what.c_str(), dtype, shape);
+  PENNY_TRY(env, {
+    at::NoGradGuard ng;
+    dst.copy_(src);
+  })
+}
+
+// setParams({ name: Float32Array, ... }): any subset; each must match the parameter's size.
+void Model::SetParams(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setParams(values): values must be an object");
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto values = info[0].As<Napi::Object>();
+  auto keys = values.GetPropertyNames();
+  for (uint32_t k = 0; k < keys.Length(); k++) {
+    std::string name = keys.Get(k).ToString();
+    int i = paramIndex(env, name);
+    assign(env, core_->params[i], values.Get(name), "params['" + name + "']", core_->dtype);
+  }
+}
+
+// setOptimizer({ lr, beta1, beta2, eps, weightDecay }): a fresh AdamW; parameters marked decay: false get none.
+void Model::SetOptimizer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizer(options): options must be an object");
+  auto o = info[0].As<Napi::Object>();
+  auto num = [&](const char* k) {
+    if (!o.Get(k).IsNumber()) throw Napi::TypeError::New(env, std::string("optimizer option '") + k + "' must be a number");
+    return o.Get(k).As<Napi::Number>().DoubleValue();
+  };
+  auto opts = torch::optim::AdamWOptions(num("lr")).betas({num("beta1"), num("beta2")}).eps(num("eps"));
+  std::lock_guard<std::mutex> lock(core_->mu);
+  std::vector<at::Tensor> decay, noDecay;
+  for (size_t i = 0; i < core_->params.size(); i++) (core_->decay[i] ? decay : noDecay).push_back(core_->params[i]);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(num("weightDecay"))));
+  groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
+  core_->optimizer = std::make_unique<torch::optim::AdamW>(groups, opts);
+}
+
+// getOptimizerState() -> { name: { step, expAvg, expAvgSq } } for every parameter that has taken a step.
+Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto o = Napi::Object::New(env);
+  if (!core_->optimizer) return o;
+  auto& state = core_->optimizer->state();
+  for (size_t i = 0; i < core_->params.size(); i++) {
+    auto it = state.find(core_->params[i].unsafeGetTensorImpl());
+    if (it == state.end()) continue;
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    auto e = Napi::Object::New(env);
+    e.Set("step", static_cast<double>(s.step()));
+    e.Set("expAvg", toTypedArray(env, s.exp_avg()));
+    e.Set("expAvgSq", toTypedArray(env, s.exp_avg_sq()));
+    o.Set(core_->names[i], e);
+  }
+  return o;
+}
+
+// setOptimizerState(state): the inverse of getOptimizerState; parameters absent from `state` start fresh.
+void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkAlive(env);
+  if (!core_->optimizer) throw Napi::Error::New(env, "setOptimizerState: call setOptimizer first");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizerState(state): state must be an object");
+  std::lock_guard<std::mutex> lock(core_->mu);
+  auto in = info[0].As<Napi::Object>();
+  auto& state = core_->optimizer->state();
+  state.clear();
+  auto keys = in.GetPropertyNames();
+  for (uint32_t k = 0; k < keys.Length(); k++) {
+    std::string name = keys.Get(k).ToString();
+    int i = paramIndex(env, name);
+    auto e = in.Get(name).As<Napi::Object>();
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(static_cast<int64_t>(e.Get("step").ToNumber().Int64Value()));
+    auto& p = core_->params[i];
+    s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve).detach());
+    s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve).detach());
+    assign(env, s->exp_avg(), e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", core_->dtype);
+    assign(env, s->exp_avg_sq(), e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", core_->dtype);
+    state[p.unsafeGetTensorImpl()] = std::move(s);
+  }
+}
+
+// dispose(): frees the parameters and optimizer state now rather than at garbage collection.
+void Model::Dispose(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  core_->optimizer.reset();
+  core_->params.clear();
+  core_->disposed = true;
+}
+
+Napi::Value Model::Device(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), core_->device.str());
+}
+
+}  // namespace penny

@@ -1,0 +1,52 @@
+// A model in LibTorch: the parameters of a lowered graph, its interpreter, cross-entropy and AdamW.
+// Every tensor call runs as a Task off the main thread; one mutex serialises the calls on one model.
+#pragma once
+#include <napi.h>
+#include <torch/torch.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "graph.h"
+
+namespace penny {
+
+class Model : public Napi::ObjectWrap<Model> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit Model(const Napi::CallbackInfo& info);
+
+ private:
+  struct Core {
+    Graph graph;
+    std::vector<std::string> names;
+    std::vector<at::Tensor> params;
+    std::vector<bool> decay;
+    std::unique_ptr<torch::optim::AdamW> optimizer;
+    at::Device device = at::kCPU;
+    at::ScalarType dtype = at::kFloat;
+    std::mutex mu;
+    bool disposed = false;
+  };
+
+  Napi::Value Forward(const Napi::CallbackInfo& info);
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value LossAndGrads(const Napi::CallbackInfo& info);
+  Napi::Value GetParams(const Napi::CallbackInfo& info);
+  void SetParams(const Napi::CallbackInfo& info);
+  void SetOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value GetOptimizerState(const Napi::CallbackInfo& info);
+  void SetOptimizerState(const Napi::CallbackInfo& info);
+  void Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Device(const Napi::CallbackInfo& info);
+
+  int paramIndex(Napi::Env env, const std::string& name) const;
+  int outputSlot(Napi::Env env, const std::string& name) const;
+  void checkAlive(Napi::Env env) const;
+
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace penny

@@ -1,0 +1,151 @@
+// The native backend: a thin wrapper over the LibTorch addon (native/). Loading it finds the addon that
+// `npm install` built, and says what to do when there is none.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Graph, OutputName } from '../model/graph.js';
+import { lowerGraph } from '../model/lower.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from './types.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
+
+interface NativeModel {
+  readonly device: string;
+  forward(pixels: Floats, shape: number[], output: string): Promise<Floats>;
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, opts: { lr: number }): Promise<StepResult>;
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
+  getParams(names?: string[]): Record<string, Floats>;
+  setParams(values: Record<string, Floats>): void;
+  setOptimizer(options: OptimizerOptions): void;
+  getOptimizerState(): Record<string, AdamState>;
+  setOptimizerState(state: Record<string, AdamState>): void;
+  dispose(): void;
+}
+
+export interface TorchValueTensor {
+  kind: 'tensor';
+  dtype: string;
+  shape: number[];
+  data: Floats;
+}
+
+interface Addon {
+  NativeModel: new (graph: object, params: object[], options: { device: string; dtype: DType }) => NativeModel;
+  info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
+  setNumThreads(n: number): void;
+  readTorchFile(file: string): Promise<unknown>;
+}
+
+/** What build/libtorch.json says about the LibTorch the addon was built against. */
+export interface LibtorchBuild {
+  source: string;
+  root: string;
+  version: string;
+  cuda: boolean;
+}
+
+let addon: Addon | undefined;
+
+export function loadAddon(): Addon {
+  if (addon) return addon;
+  if (!fs.existsSync(ADDON)) {
+    throw new Error(`penny-train's native addon is not built (${ADDON} is missing). Run \`npm install\` ` +
+      '(or `npm run build`) in the penny-train folder; it finds or fetches LibTorch and builds the addon.');
+  }
+  const require = createRequire(import.meta.url);
+  addon = require(ADDON) as Addon;
+  addon.setNumThreads(os.availableParallelism());
+  return addon;
+}
+
+export function libtorchBuild(): LibtorchBuild | undefined {
+  const f = path.join(ROOT, 'build', 'libtorch.json');
+  return fs.existsSync(f) ? (JSON.parse(fs.readFileSync(f, 'utf8')) as LibtorchBuild) : undefined;
+}
+
+export function nativeInfo() {
+  return loadAddon().info();
+}
+
+/** Intra-op threads for every native model in this process (default: the machine's cores). */
+export function setNumThreads(n: number): void {
+  loadAddon().setNumThreads(n);
+}
+
+/** Reads a file written by Python's torch.save: dicts, lists, numbers, strings and tensors. */
+export function readTorchFile(file: string): Promise<unknown> {
+  return loadAddon().readTorchFile(file);
+}
+
+/** Throws a clear error when `device` cannot be had from this build of LibTorch. */
+export function checkDevice(device: string): void {
+  if (!/^(cpu|cuda(:\d+)?)$/.test(device)) {
+    throw new TypeError(`device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+  }
+  if (device === 'cpu') return;
+  const info = loadAddon().info();
+  const build = libtorchBuild();
+  if (build && !build.cuda) {
+    throw new Error(`device '${device}' asked for, but penny-train was built against a CPU-only LibTorch ` +
+      `(${build.version} from ${build.source}). Rebuild against a CUDA LibTorch: LIBTORCH=/path/to/libtorch npm run build`);
+  }
+  if (!info.cudaAvailable) throw new Error(`device '${device}' asked for, but LibTorch ${info.torchVersion} sees no CUDA device`);
+  const index = Number(device.split(':')[1] ?? 0);
+  if (index >= info.cudaDeviceCount) {
+    throw new Error(`device '${device}' asked for, but only ${info.cudaDeviceCount} CUDA device(s) are visible`);
+  }
+}
+
+export class NativeBackend implements Backend {
+  readonly kind = 'native';
+  private readonly m: NativeModel;
+
+  constructor(graph: Graph, options: { device: string; dtype: DType }) {
+    const a = loadAddon();
+    checkDevice(options.device);
+    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: p.decay })), options);
+  }
+
+  get device(): string {
+    return this.m.device;
+  }
+
+  forward(pixels: Floats, shape: number[], output: OutputName) {
+    return this.m.forward(pixels, shape, output);
+  }
+
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number) {
+    return this.m.trainStep(pixels, shape, labels, { lr });
+  }
+
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array) {
+    return this.m.lossAndGrads(pixels, shape, labels);
+  }
+
+  getParams(names?: string[]) {
+    return this.m.getParams(names);
+  }
+
+  setParams(values: Record<string, Floats>) {
+    this.m.setParams(values);
+  }
+
+  setOptimizer(options: OptimizerOptions) {
+    this.m.setOptimizer(options);
+  }
+
+  getOptimizerState() {
+    return this.m.getOptimizerState();
+  }
+
+  setOptimizerState(state: Record<string, AdamState>) {
+    this.m.setOptimizerState(state);
+  }
+
+  dispose() {
+    this.m.dispose();
+  }
+}

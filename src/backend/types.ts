@@ -1,0 +1,42 @@
+// What a tensor backend does for a model. Native (LibTorch) and JS implement the same contract over the same graph.
+import type { OutputName } from '../model/graph.js';
+
+export type Floats = Float32Array | Float64Array;
+export type DType = 'float32' | 'float64';
+
+export interface OptimizerOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+/** AdamW state of one parameter, as torch keeps it. */
+export interface AdamState {
+  step: number;
+  expAvg: Floats;
+  expAvgSq: Floats;
+}
+
+export interface StepResult {
+  loss: number;
+  /** [batch, classes], row-major */
+  logits: Floats;
+}
+
+export interface Backend {
+  readonly kind: 'native' | 'js';
+  readonly device: string;
+  forward(pixels: Floats, shape: number[], output: OutputName): Promise<Floats>;
+  /** cross-entropy, backward, one AdamW step at `lr` */
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number): Promise<StepResult>;
+  /** cross-entropy and the gradient of every parameter; no step */
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
+  getParams(names?: string[]): Record<string, Floats>;
+  setParams(values: Record<string, Floats>): void;
+  setOptimizer(options: OptimizerOptions): void;
+  getOptimizerState(): Record<string, AdamState>;
+  setOptimizerState(state: Record<string, AdamState>): void;
+  dispose(): void;
+}

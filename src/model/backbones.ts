@@ -1,0 +1,43 @@
+// The backbones penny-train knows, by the names the config and createModel() use.
+import { buildClipVit, type ClipVisionConfig } from './clip.js';
+import type { Graph } from './graph.js';
+
+export interface Backbone {
+  name: string;
+  config: ClipVisionConfig;
+  /** the pretrained weights the config points at by default (a Hugging Face repo) */
+  hfRepo?: string;
+}
+
+export const BACKBONES = {
+  /** CLIP ViT-B/32 vision tower, as in coin-clip (breezedeus/coin-clip-vit-base-patch32). */
+  coin_clip_vit_b32: {
+    name: 'coin_clip_vit_b32',
+    config: { imageSize: 224, patchSize: 32, width: 768, layers: 12, heads: 12, mlp: 3072, projection: 512, eps: 1e-5 },
+    hfRepo: 'breezedeus/coin-clip-vit-base-patch32',
+  },
+  /** The same architecture, tiny: for tests and quick CPU runs. */
+  clip_vit_tiny: {
+    name: 'clip_vit_tiny',
+    config: { imageSize: 64, patchSize: 16, width: 64, layers: 2, heads: 4, mlp: 256, projection: 64, eps: 1e-5 },
+  },
+} satisfies Record<string, Backbone>;
+
+export type BackboneName = keyof typeof BACKBONES;
+
+export function backboneNames(): string[] {
+  return Object.keys(BACKBONES);
+}
+
+export function getBackbone(name: string): Backbone {
+  const b = (BACKBONES as Record<string, Backbone>)[name];
+  if (!b) throw new TypeError(`unknown backbone '${name}'; known: ${backboneNames().join(', ')}`);
+  return b;
+}
+
+/** The backbone's graph with a head of `numClasses`, at `imageSize` (default: the backbone's own). */
+export function buildBackbone(name: string, numClasses: number, imageSize?: number): Graph {
+  const b = getBackbone(name);
+  if (!Number.isInteger(numClasses) || numClasses < 2) throw new TypeError(`numClasses must be an integer >= 2, got ${numClasses}`);
+  return buildClipVit({ ...b.config, imageSize: imageSize ?? b.config.imageSize }, numClasses);
+}

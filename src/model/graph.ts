@@ -1,0 +1,97 @@
+// The graph IR: the one description of a model that the native backend, the JS backend and the ONNX emitter consume.
+// A graph is a list of nodes over named values; a value is a parameter, the input batch, or a node's output.
+
+/** Attributes of each op; the order in which lower.ts packs them is the contract with native/graph.cc. */
+export interface OpAttrs {
+  conv2d: { stride: number; padding: number };    // inputs: x, weight, bias?
+  linear: Record<string, never>;                  // inputs: x, weight [out, in], bias?
+  layer_norm: { eps: number };                    // inputs: x, weight, bias; over the last axis
+  add: Record<string, never>;                     // broadcasting
+  mul: Record<string, never>;
+  quick_gelu: Record<string, never>;              // x * sigmoid(1.702 x)
+  gelu: Record<string, never>;                    // exact (erf)
+  relu: Record<string, never>;
+  relu6: Record<string, never>;
+  softmax: { axis: number };
+  attention: { heads: number };                   // inputs: q, k, v [B, T, C]; softmax(q k^T / sqrt(C/heads)) v
+  reshape: { shape: number[] };                   // 0 copies the input's dim, -1 is inferred
+  transpose: { perm: number[] };
+  concat: { axis: number };                       // inputs: any number
+  slice: { axis: number; start: number; end: number };
+  expand_batch: Record<string, never>;            // inputs: t [1, ...], ref: t repeated to ref's batch size
+}
+export type OpName = keyof OpAttrs;
+
+export type Init =
+  | { kind: 'normal'; std: number }
+  | { kind: 'uniform'; bound: number }
+  | { kind: 'zeros' }
+  | { kind: 'ones' };
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init: Init;
+  /** AdamW weight decay applies (timm's convention: not biases, norm weights, position/class embeddings). */
+  decay: boolean;
+}
+
+export interface GraphNode<K extends OpName = OpName> {
+  op: K;
+  /** value names; '' for an absent optional input (a bias) */
+  inputs: string[];
+  output: string;
+  attrs: OpAttrs[K];
+}
+
+export type OutputName = 'embeds' | 'logits';
+
+export interface Graph {
+  /** name of the input value: a normalised image batch [B, 3, H, W] */
+  input: string;
+  inputShape: [number, number, number];
+  params: ParamSpec[];
+  nodes: GraphNode[];
+  outputs: Record<OutputName, string>;
+}
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Appends nodes with generated value names; each method returns the name of its output. */
+export class GraphBuilder {
+  readonly params: ParamSpec[] = [];
+  readonly nodes: GraphNode[] = [];
+  private counter = 0;
+
+  constructor(readonly input = 'pixels') {}
+
+  param(name: string, shape: number[], init: Init, decay: boolean): string {
+    if (this.params.some((p) => p.name === name)) throw new Error(`duplicate parameter '${name}'`);
+    this.params.push({ name, shape, init, decay });
+    return name;
+  }
+
+  op<K extends OpName>(op: K, inputs: string[], attrs: OpAttrs[K], output = `%${this.counter++}`): string {
+    this.nodes.push({ op, inputs, output, attrs } as GraphNode);
+    return output;
+  }
+
+  /** A Linear layer `prefix.weight` [out, in] (+ `prefix.bias`), PyTorch layout. */
+  linear(x: string, prefix: string, inFeatures: number, outFeatures: number, init: { weight: Init; bias?: Init | null }, output?: string): string {
+    const w = this.param(`${prefix}.weight`, [outFeatures, inFeatures], init.weight, true);
+    const b = init.bias === null ? '' : this.param(`${prefix}.bias`, [outFeatures], init.bias ?? { kind: 'zeros' }, false);
+    return this.op('linear', [x, w, b], {}, output);
+  }
+
+  layerNorm(x: string, prefix: string, width: number, eps: number): string {
+    const w = this.param(`${prefix}.weight`, [width], { kind: 'ones' }, false);
+    const b = this.param(`${prefix}.bias`, [width], { kind: 'zeros' }, false);
+    return this.op('layer_norm', [x, w, b], { eps });
+  }
+
+  build(inputShape: [number, number, number], outputs: Record<OutputName, string>): Graph {
+    return { input: this.input, inputShape, params: this.params, nodes: this.nodes, outputs };
+  }
+}

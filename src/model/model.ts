@@ -1,0 +1,169 @@
+// createModel(): a backbone + head as a graph, its parameters initialised from a seed or loaded from pretrained
+// weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
+import { NativeBackend, setNumThreads } from '../backend/native.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
+import { buildBackbone } from './backbones.js';
+import { numel, type Graph, type OutputName } from './graph.js';
+import { initParams } from './init.js';
+import { loadPretrained } from './weights.js';
+
+export interface CreateModelOptions {
+  backbone: string;
+  numClasses: number;
+  /** Hugging Face CLIP checkpoint: a folder or a .safetensors / .bin file */
+  weights?: string;
+  device?: string;
+  backend?: 'native' | 'js';
+  seed?: number;
+  /** square input size; default the backbone's own (224 for ViT-B/32) */
+  imageSize?: number;
+  /** float64 is for gradient checks */
+  dtype?: DType;
+  /** intra-op threads of the native backend (process-wide); default the machine's cores */
+  threads?: number;
+  /** AdamW settings; lr is given per step */
+  optimizer?: Partial<Omit<OptimizerOptions, 'lr'>>;
+}
+
+/** torch.optim.AdamW's defaults */
+export const DEFAULT_OPTIMIZER: Omit<OptimizerOptions, 'lr'> = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+
+export interface ModelState {
+  params: Record<string, Floats>;
+  optimizer: Record<string, AdamState>;
+}
+
+export class PennyModel {
+  readonly inputShape: [number, number, number];
+  readonly numClasses: number;
+  readonly paramNames: string[];
+  private optimizer: Omit<OptimizerOptions, 'lr'>;
+
+  constructor(
+    readonly backbone: string,
+    readonly graph: Graph,
+    private readonly impl: Backend,
+    readonly dtype: DType,
+    /** where the weights came from: a path, or null for random init */
+    readonly pretrained: string | null,
+    optimizer: Omit<OptimizerOptions, 'lr'>,
+  ) {
+    this.inputShape = graph.inputShape;
+    this.numClasses = graph.params.find((p) => p.name === 'head.bias')!.shape[0];
+    this.paramNames = graph.params.map((p) => p.name);
+    this.optimizer = optimizer;
+    impl.setOptimizer({ ...optimizer, lr: 0 });
+  }
+
+  get backend(): 'native' | 'js' {
+    return this.impl.kind;
+  }
+
+  get device(): string {
+    return this.impl.device;
+  }
+
+  get parameterCount(): number {
+    return this.graph.params.reduce((n, p) => n + numel(p.shape), 0);
+  }
+
+  /** CLIP image_embeds (projected, not normalised): [b, projection] */
+  embed(pixels: Floats, shape: number[]): Promise<Floats> {
+    return this.impl.forward(this.checkPixels(pixels, shape), shape, 'embeds');
+  }
+
+  /** logits [b, numClasses] */
+  predict(pixels: Floats, shape: number[]): Promise<Floats> {
+    return this.impl.forward(this.checkPixels(pixels, shape), shape, 'logits');
+  }
+
+  forward(pixels: Floats, shape: number[], output: OutputName): Promise<Floats> {
+    return this.impl.forward(this.checkPixels(pixels, shape), shape, output);
+  }
+
+  /** Cross-entropy on `labels`, backward, one AdamW step at `lr`. */
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr }: { lr: number }): Promise<StepResult> {
+    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new TypeError(`lr must be a finite number >= 0, got ${lr}`);
+    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), lr);
+  }
+
+  /** Cross-entropy and every parameter's gradient, without a step. */
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array) {
+    return this.impl.lossAndGrads(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape));
+  }
+
+  getParams(names?: string[]): Record<string, Floats> {
+    return this.impl.getParams(names);
+  }
+
+  setParams(values: Record<string, Floats>): void {
+    this.impl.setParams(values);
+  }
+
+  /** Replaces the AdamW settings; the optimizer state starts afresh. */
+  setOptimizer(options: Partial<Omit<OptimizerOptions, 'lr'>>): void {
+    this.optimizer = { ...this.optimizer, ...options };
+    this.impl.setOptimizer({ ...this.optimizer, lr: 0 });
+  }
+
+  /** Parameters and AdamW state, by parameter name. */
+  getState(): ModelState {
+    return { params: this.impl.getParams(), optimizer: this.impl.getOptimizerState() };
+  }
+
+  setState(state: ModelState): void {
+    this.impl.setParams(state.params);
+    this.impl.setOptimizerState(state.optimizer);
+  }
+
+  /** Frees the backend's memory now; the model cannot be used afterwards. */
+  dispose(): void {
+    this.impl.dispose();
+  }
+
+  private checkPixels(pixels: Floats, shape: number[]): Floats {
+    const [c, h, w] = this.inputShape;
+    if (!Array.isArray(shape) || shape.length !== 4 || shape[1] !== c || shape[2] !== h || shape[3] !== w ||
+        !Number.isInteger(shape[0]) || shape[0] < 1) {
+      throw new TypeError(`shape must be [batch, ${c}, ${h}, ${w}], got ${JSON.stringify(shape)}`);
+    }
+    const want = this.dtype === 'float64' ? Float64Array : Float32Array;
+    if (!(pixels instanceof want)) throw new TypeError(`pixels must be a ${want.name}, got ${pixels?.constructor?.name ?? typeof pixels}`);
+    if (pixels.length !== numel(shape)) {
+      throw new TypeError(`pixels has ${pixels.length} values but shape ${JSON.stringify(shape)} needs ${numel(shape)}`);
+    }
+    return pixels;
+  }
+
+  private checkLabels(labels: Int32Array, shape: number[]): Int32Array {
+    if (!(labels instanceof Int32Array)) throw new TypeError(`labels must be an Int32Array, got ${(labels as object)?.constructor?.name ?? typeof labels}`);
+    if (labels.length !== shape[0]) throw new TypeError(`labels has ${labels.length} entries for a batch of ${shape[0]}`);
+    for (const l of labels) {
+      if (l < 0 || l >= this.numClasses) throw new RangeError(`labels: ${l} is not a class of this ${this.numClasses}-class model`);
+    }
+    return labels;
+  }
+}
+
+export async function createModel(options: CreateModelOptions): Promise<PennyModel> {
+  const { backbone, numClasses, weights, device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
+  const graph = buildBackbone(backbone, numClasses, options.imageSize);
+  if (backend !== 'native') {
+    throw new Error(`backend '${backend}' is not available yet; only 'native' (LibTorch) is built`);
+  }
+  if (options.threads !== undefined) {
+    if (!Number.isInteger(options.threads) || options.threads < 1) throw new TypeError(`threads must be a positive integer, got ${options.threads}`);
+    setNumThreads(options.threads);
+  }
+  const impl = new NativeBackend(graph, { device, dtype });
+  try {
+    const values: Record<string, Floats> = initParams(graph, seed);
+    if (weights) Object.assign(values, await loadPretrained(graph, weights, backbone));
+    if (dtype === 'float64') for (const k of Object.keys(values)) values[k] = Float64Array.from(values[k]);
+    impl.setParams(values);
+  } catch (e) {
+    impl.dispose();
+    throw e;
+  }
+  return new PennyModel(backbone, graph, impl, dtype, weights ?? null, { ...DEFAULT_OPTIMIZER, ...options.optimizer });
+}
