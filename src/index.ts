@@ -1,5 +1,5 @@
 // penny-train's public API.
-export { createModel, PennyModel, DEFAULT_OPTIMIZER, type CreateModelOptions, type ModelState } from './model/model.js';
+export { createModel, createModelFromGraph, PennyModel, DEFAULT_OPTIMIZER, type CreateModelOptions, type GraphModelOptions, type ModelState } from './model/model.js';
 export { BACKBONES, backboneNames, buildBackbone, type BackboneName } from './model/backbones.js';
 export { GraphBuilder, type Graph, type GraphNode, type OpName, type ParamSpec } from './model/graph.js';
 export { loadPretrained } from './model/weights.js';

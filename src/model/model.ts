@@ -35,13 +35,13 @@ export interface ModelState {
 
 export class PennyModel {
   readonly inputShape: [number, number, number];
-  readonly numClasses: number;
   readonly paramNames: string[];
   private optimizer: Omit<OptimizerOptions, 'lr'>;
 
   constructor(
     readonly backbone: string,
     readonly graph: Graph,
+    readonly numClasses: number,
     private readonly impl: Backend,
     readonly dtype: DType,
     /** where the weights came from: a path, or null for random init */
@@ -49,7 +49,6 @@ export class PennyModel {
     optimizer: Omit<OptimizerOptions, 'lr'>,
   ) {
     this.inputShape = graph.inputShape;
-    this.numClasses = graph.params.find((p) => p.name === 'head.bias')!.shape[0];
     this.paramNames = graph.params.map((p) => p.name);
     this.optimizer = optimizer;
     impl.setOptimizer({ ...optimizer, lr: 0 });
@@ -107,6 +106,10 @@ export class PennyModel {
   }
 
   /** Parameters and AdamW state, by parameter name. */
+  getOptimizerState() {
+    return this.impl.getOptimizerState();
+  }
+
   getState(): ModelState {
     return { params: this.impl.getParams(), optimizer: this.impl.getOptimizerState() };
   }
@@ -145,9 +148,23 @@ export class PennyModel {
   }
 }
 
-export async function createModel(options: CreateModelOptions): Promise<PennyModel> {
-  const { backbone, numClasses, weights, device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
-  const graph = buildBackbone(backbone, numClasses, options.imageSize);
+export interface GraphModelOptions {
+  device?: string;
+  backend?: 'native' | 'js';
+  seed?: number;
+  dtype?: DType;
+  threads?: number;
+  optimizer?: Partial<Omit<OptimizerOptions, 'lr'>>;
+  /** values that replace the seeded init (pretrained weights) */
+  values?: Record<string, Float32Array>;
+  /** a label for the model's architecture and where its weights came from */
+  backbone?: string;
+  pretrained?: string | null;
+}
+
+/** A model over any graph whose outputs are `embeds` and `logits` [batch, classes]. */
+export async function createModelFromGraph(graph: Graph, numClasses: number, options: GraphModelOptions = {}): Promise<PennyModel> {
+  const { device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
   if (backend !== 'native') {
     throw new Error(`backend '${backend}' is not available yet; only 'native' (LibTorch) is built`);
   }
@@ -157,13 +174,20 @@ export async function createModel(options: CreateModelOptions): Promise<PennyMod
   }
   const impl = new NativeBackend(graph, { device, dtype });
   try {
-    const values: Record<string, Floats> = initParams(graph, seed);
-    if (weights) Object.assign(values, await loadPretrained(graph, weights, backbone));
+    const values: Record<string, Floats> = { ...initParams(graph, seed), ...options.values };
     if (dtype === 'float64') for (const k of Object.keys(values)) values[k] = Float64Array.from(values[k]);
     impl.setParams(values);
   } catch (e) {
     impl.dispose();
     throw e;
   }
-  return new PennyModel(backbone, graph, impl, dtype, weights ?? null, { ...DEFAULT_OPTIMIZER, ...options.optimizer });
+  return new PennyModel(options.backbone ?? 'custom', graph, numClasses, impl, dtype, options.pretrained ?? null,
+    { ...DEFAULT_OPTIMIZER, ...options.optimizer });
+}
+
+export async function createModel(options: CreateModelOptions): Promise<PennyModel> {
+  const { backbone, numClasses, weights } = options;
+  const graph = buildBackbone(backbone, numClasses, options.imageSize);
+  const values = weights ? await loadPretrained(graph, weights, backbone) : undefined;
+  return createModelFromGraph(graph, numClasses, { ...options, values, pretrained: weights ?? null });
 }

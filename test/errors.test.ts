@@ -1,0 +1,67 @@
+// Bad input from JS is a TypeError naming the argument; LibTorch's own errors arrive as JS Errors with its message.
+import { describe, expect, it } from 'vitest';
+import { createModel, createModelFromGraph, GraphBuilder, readTorchFile } from '../src/index.js';
+import { loadAddon } from '../src/backend/native.js';
+import { lowerGraph } from '../src/model/lower.js';
+
+const tiny = () => createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 32 });
+const px = () => new Float32Array(2 * 3 * 32 * 32);
+
+describe('errors', () => {
+  it('rejects a wrong shape, dtype or length with a TypeError naming the argument', async () => {
+    const m = await tiny();
+    expect(() => m.predict(px(), [2, 3, 64, 64])).toThrow(TypeError);
+    expect(() => m.predict(px(), [2, 3, 64, 64])).toThrow(/shape must be \[batch, 3, 32, 32\]/);
+    expect(() => m.predict(new Float64Array(2 * 3 * 32 * 32) as never, [2, 3, 32, 32])).toThrow(/pixels must be a Float32Array, got Float64Array/);
+    expect(() => m.predict(new Float32Array(10), [2, 3, 32, 32])).toThrow(/pixels has 10 values but shape \[2,3,32,32\] needs 6144/);
+    expect(() => m.trainStep(px(), [2, 3, 32, 32], new Int32Array(3), { lr: 1e-3 })).toThrow(/labels has 3 entries for a batch of 2/);
+    expect(() => m.trainStep(px(), [2, 3, 32, 32], [0, 1] as never, { lr: 1e-3 })).toThrow(/labels must be an Int32Array/);
+    expect(() => m.trainStep(px(), [2, 3, 32, 32], new Int32Array([0, 3]), { lr: 1e-3 })).toThrow(RangeError);
+    expect(() => m.trainStep(px(), [2, 3, 32, 32], new Int32Array([0, 1]), { lr: NaN })).toThrow(/lr must be a finite number/);
+    expect(() => m.setParams({ 'head.bias': new Float32Array(4) })).toThrow(/params\['head.bias'\]: expected 3 values \(shape \[3\]\), got 4/);
+    expect(() => m.setParams({ 'head.nope': new Float32Array(3) })).toThrow(/no parameter named 'head.nope'/);
+  });
+
+  it('checks arguments in the addon too, for callers below the TypeScript API', async () => {
+    const a = loadAddon();
+    const g = new GraphBuilder();
+    const logits = g.linear(g.op('reshape', [g.input], { shape: [0, -1] }), 'head', 12, 2, { weight: { kind: 'zeros' } }, 'logits');
+    const graph = g.build([3, 2, 2], { embeds: logits, logits });
+    const n = new a.NativeModel(lowerGraph(graph), graph.params, { device: 'cpu', dtype: 'float32' });
+    expect(() => n.forward(new Float64Array(12), [1, 3, 2, 2], 'logits')).toThrow(new TypeError('pixels must be a Float32Array'));
+    expect(() => n.forward(new Float32Array(11), [1, 3, 2, 2], 'logits')).toThrow(/pixels has 11 elements but its shape needs 12/);
+    expect(() => n.forward(new Float32Array(12), [1, 3, 2.5, 2], 'logits')).toThrow(/shape\[2\] must be a positive integer/);
+    expect(() => n.trainStep(new Float32Array(12), [1, 3, 2, 2], new Int32Array(1), {} as never)).toThrow(/options.lr must be a number/);
+    expect(() => new a.NativeModel(lowerGraph(graph), [], { device: 'cpu', dtype: 'float32' })).toThrow(/the graph has 2 parameters, got 0/);
+    expect(() => new a.NativeModel(lowerGraph(graph), graph.params, { device: 'cpu', dtype: 'int8' as never })).toThrow(TypeError);
+  });
+
+  it("turns LibTorch's errors into JS Errors carrying its message, and the process goes on", async () => {
+    const g = new GraphBuilder();
+    const flat = g.op('reshape', [g.input], { shape: [0, -1] });                  // 12 features
+    const logits = g.linear(flat, 'head', 7, 2, { weight: { kind: 'zeros' } }, 'logits');   // expects 7
+    const m = await createModelFromGraph(g.build([3, 2, 2], { embeds: flat, logits }), 2);
+    await expect(m.predict(new Float32Array(12), [1, 3, 2, 2])).rejects.toThrow(/mat1 and mat2 shapes cannot be multiplied \(1x12 and 7x2\)/);
+    await expect(m.trainStep(new Float32Array(12), [1, 3, 2, 2], new Int32Array([1]), { lr: 1 })).rejects.toThrow(/mat1 and mat2 shapes/);
+    const ok = await tiny();
+    expect((await ok.predict(px(), [2, 3, 32, 32])).length).toBe(6);
+  });
+
+  it('says clearly when a device cannot be had', async () => {
+    await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, device: 'tpu' })).rejects.toThrow(/device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'/);
+    if (!loadAddon().info().cudaAvailable) {
+      await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, device: 'cuda' })).rejects.toThrow(/device 'cuda' asked for, but .*(CPU-only LibTorch|sees no CUDA device)/);
+    }
+  });
+
+  it('refuses a disposed model, an unknown backbone and bad options', async () => {
+    const m = await tiny();
+    m.dispose();
+    expect(() => m.predict(px(), [2, 3, 32, 32])).toThrow(/this model was disposed/);
+    await expect(createModel({ backbone: 'resnet', numClasses: 3 })).rejects.toThrow(/unknown backbone 'resnet'; known: coin_clip_vit_b32, clip_vit_tiny/);
+    await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 1 })).rejects.toThrow(/numClasses must be an integer >= 2/);
+    await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 50 })).rejects.toThrow(/not a multiple of the patch size 16/);
+    await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
+    await expect(readTorchFile('/nonexistent.pt')).rejects.toThrow(/cannot open \/nonexistent.pt/);
+  });
+});
