@@ -2,7 +2,10 @@
 #include <napi.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 
+#include <cmath>
 #include <fstream>
 #include <iterator>
 
@@ -64,6 +67,78 @@ Napi::Value toJs(Napi::Env env, const c10::IValue& v) {
   throw Napi::Error::New(env, "unsupported value of type " + v.tagKind() + " in the file");
 }
 
+// The inverse of toJs: { kind: 'tensor', dtype, shape, data } -> tensor (a view of `data`, no copy), a Map with
+// number keys -> a dict with int keys (as torch's optimizer state), objects -> str-keyed dicts, integers -> int.
+c10::IValue fromJs(Napi::Env env, const Napi::Value& v, const std::string& where) {
+  if (v.IsNull() || v.IsUndefined()) return c10::IValue();
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value();
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (std::isfinite(d) && d == std::floor(d) && std::abs(d) < 9.0e15) return static_cast<int64_t>(d);
+    return d;
+  }
+  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+  if (v.IsArray()) {
+    auto a = v.As<Napi::Array>();
+    c10::impl::GenericList list(c10::AnyType::get());
+    for (uint32_t i = 0; i < a.Length(); i++) list.push_back(fromJs(env, a.Get(i), where + "[" + std::to_string(i) + "]"));
+    return list;
+  }
+  auto o = v.As<Napi::Object>();
+  if (o.Get("kind").IsString() && o.Get("kind").As<Napi::String>().Utf8Value() == "tensor") {
+    auto data = o.Get("data");
+    auto dtype = data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array ? at::kDouble : at::kFloat;
+    return viewTypedArray(data, (where + ".data").c_str(), dtype, shapeArg(o.Get("shape"), (where + ".shape").c_str()));
+  }
+  bool isMap = o.InstanceOf(env.Global().Get("Map").As<Napi::Function>());
+  if (isMap) {
+    c10::impl::GenericDict dict(c10::IntType::get(), c10::AnyType::get());
+    auto entries = o.Get("entries").As<Napi::Function>().Call(o, {});
+    auto arr = env.Global().Get("Array").As<Napi::Object>().Get("from").As<Napi::Function>().Call({entries}).As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      auto kv = arr.Get(i).As<Napi::Array>();
+      dict.insert(static_cast<int64_t>(kv.Get(0u).ToNumber().Int64Value()), fromJs(env, kv.Get(1u), where + ".get(" + kv.Get(0u).ToString().Utf8Value() + ")"));
+    }
+    return dict;
+  }
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
+  auto keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    std::string k = keys.Get(i).ToString();
+    dict.insert(k, fromJs(env, o.Get(k), where + "." + k));
+  }
+  return dict;
+}
+
+// writeTorchFile(path, value) -> Promise<void>: a file Python's torch.load(path, weights_only=True) reads.
+// The caller writes to a temporary path and renames (the TypeScript side does that).
+Napi::Value WriteTorchFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "writeTorchFile(path, value): path must be a string");
+  std::string path = info[0].ToString();
+  auto value = std::make_shared<c10::IValue>(fromJs(env, info[1], "value"));
+  return Task::Run(env, [path, value] {
+    // torch::pickle_save tags typed containers with torch.jit._pickle.restore_type_tag, which Python's
+    // weights_only loader refuses; an untagged Pickler into the same zip layout is what torch.save writes.
+    std::vector<char> pickle;
+    torch::jit::Pickler pickler([&](const char* b, size_t n) { pickle.insert(pickle.end(), b, b + n); }, nullptr,
+                                nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+    pickler.protocol();
+    pickler.pushIValue(*value);
+    pickler.stop();
+    caffe2::serialize::PyTorchStreamWriter writer(path);
+    writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+    writer.writeRecord("byteorder", "little", 6);
+    const auto& tensors = pickler.tensorData();
+    for (size_t i = 0; i < tensors.size(); i++) {
+      auto data = torch::jit::getWriteableTensorData(tensors[i]);
+      writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+    }
+    writer.writeEndOfFile();
+    if (!writer.finalized()) throw std::runtime_error("writing " + path + " failed");
+  }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[1]});
+}
+
 // readTorchFile(path) -> Promise<value>: a file written by Python's torch.save (e.g. pytorch_model.bin).
 Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -90,6 +165,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", Model::Define(env));
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("writeTorchFile", Napi::Function::New<WriteTorchFile>(env, "writeTorchFile"));
   exports.Set("readTorchFile", Napi::Function::New<ReadTorchFile>(env, "readTorchFile"));
   return exports;
 }

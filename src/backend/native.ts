@@ -37,6 +37,7 @@ interface Addon {
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
   setNumThreads(n: number): void;
   readTorchFile(file: string): Promise<unknown>;
+  writeTorchFile(file: string, value: unknown): Promise<void>;
 }
 
 /** What build/libtorch.json says about the LibTorch the addon was built against. */
@@ -78,6 +79,14 @@ export function setNumThreads(n: number): void {
 /** Reads a file written by Python's torch.save: dicts, lists, numbers, strings and tensors. */
 export function readTorchFile(file: string): Promise<unknown> {
   return loadAddon().readTorchFile(file);
+}
+
+/**
+ * Writes `value` as Python's torch.save would (readable with weights_only=True): objects become str-keyed dicts, a
+ * Map with number keys an int-keyed dict, integers ints, `{ kind: 'tensor', shape, data }` tensors.
+ */
+export function writeTorchFile(file: string, value: unknown): Promise<void> {
+  return loadAddon().writeTorchFile(file, value);
 }
 
 /** Throws a clear error when `device` cannot be had from this build of LibTorch. */

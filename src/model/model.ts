@@ -1,5 +1,6 @@
 // createModel(): a backbone + head as a graph, its parameters initialised from a seed or loaded from pretrained
 // weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
+import { JsBackend } from '../backend/js/index.js';
 import { NativeBackend, setNumThreads } from '../backend/native.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
 import { buildBackbone } from './backbones.js';
@@ -37,6 +38,7 @@ export class PennyModel {
   readonly inputShape: [number, number, number];
   readonly paramNames: string[];
   private optimizer: Omit<OptimizerOptions, 'lr'>;
+  private lastLr = 0;
 
   constructor(
     readonly backbone: string,
@@ -83,6 +85,7 @@ export class PennyModel {
   /** Cross-entropy on `labels`, backward, one AdamW step at `lr`. */
   trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr }: { lr: number }): Promise<StepResult> {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new TypeError(`lr must be a finite number >= 0, got ${lr}`);
+    this.lastLr = lr;
     return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), lr);
   }
 
@@ -97,6 +100,10 @@ export class PennyModel {
 
   setParams(values: Record<string, Floats>): void {
     this.impl.setParams(values);
+  }
+
+  get optimizerOptions(): OptimizerOptions & { lr: number } {
+    return { ...this.optimizer, lr: this.lastLr };
   }
 
   /** Replaces the AdamW settings; the optimizer state starts afresh. */
@@ -165,14 +172,15 @@ export interface GraphModelOptions {
 /** A model over any graph whose outputs are `embeds` and `logits` [batch, classes]. */
 export async function createModelFromGraph(graph: Graph, numClasses: number, options: GraphModelOptions = {}): Promise<PennyModel> {
   const { device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
-  if (backend !== 'native') {
-    throw new Error(`backend '${backend}' is not available yet; only 'native' (LibTorch) is built`);
+  if (backend !== 'native' && backend !== 'js') throw new TypeError(`backend must be 'native' or 'js', got '${backend}'`);
+  if (backend === 'js' && device !== 'cpu') {
+    throw new Error(`the js backend runs on device 'cpu' only, not '${device}'; use backend 'native' for other devices`);
   }
   if (options.threads !== undefined) {
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new TypeError(`threads must be a positive integer, got ${options.threads}`);
-    setNumThreads(options.threads);
+    if (backend === 'native') setNumThreads(options.threads);
   }
-  const impl = new NativeBackend(graph, { device, dtype });
+  const impl: Backend = backend === 'js' ? new JsBackend(graph, { device, dtype }) : new NativeBackend(graph, { device, dtype });
   try {
     const values: Record<string, Floats> = { ...initParams(graph, seed), ...options.values };
     if (dtype === 'float64') for (const k of Object.keys(values)) values[k] = Float64Array.from(values[k]);

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// penny-train: the command line over train() (and export, which shares its code path).
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
+import { InterruptedError, UsageError } from './errors.js';
+import { train } from './train/train.js';
+
+// sharp's decoding and the native steps share libuv's pool: give it room before anything starts it.
+process.env.UV_THREADPOOL_SIZE ??= '8';
+
+/** snake_case flags are the original's; kebab-case ones are accepted too. */
+const ALIASES: Record<string, string> = {
+  '--config-file': '--config_file', '--data-examples': '--data_examples', '--batch-size': '--batch_size', '--model-key': '--model_key',
+};
+
+export function normaliseArgv(argv: string[]): string[] {
+  return argv.map((a) => {
+    const [flag, ...rest] = a.split('=');
+    const to = ALIASES[flag];
+    return to ? [to, ...rest].join('=') : a;
+  });
+}
+
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('penny-train')
+    .description('Train a Penny AI classifier (side, orientation, date, mint) and export it to ONNX (fp32, int8).')
+    .addOption(new Option('-m, --model_key <key>', 'the model to train (a section of the config)').choices(MODEL_KEYS).makeOptionMandatory())
+    .option('--epochs <n>', 'override num_epochs', positiveInt('--epochs'))
+    .option('--batch_size <n>', 'override batch_size (alias --batch-size)', positiveInt('--batch_size'))
+    .option('--device <device>', 'cpu, cuda or cuda:N (default: the config\'s, else cuda when available, else cpu)')
+    .option('--resume <checkpoint.pt>', 'continue from a checkpoint: weights, optimizer, scheduler, epoch, best metric')
+    .option('--config_file <path>', 'the master config (alias --config-file)', DEFAULT_CONFIG_FILE)
+    .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
+    .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
+    .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
+    .showHelpAfterError('(penny-train --help shows the usage)')
+    .addHelpText('after', `
+Outputs (relative to the working directory):
+  models/<model>/<model>_<YYYYMMDD-HHMMSS>_fp32.onnx, _int8.onnx   (output_dir of the config)
+  output/checkpoints/<model>_last.pt, <model>_best.pt
+  output/training_logs/<model>_<YYYYMMDD-HHMMSS>.log
+  output/label_maps/<model>_label_map.json
+
+Exit status: 0 done, 2 bad usage, config or data, 130 interrupted (Ctrl-C; _last.pt is written first).
+
+Example (the original's sanity run):
+  penny-train -m side --epochs 1 --batch_size 8 --device cpu --data_examples`)
+    .action(async (o) => {
+      const controller = new AbortController();
+      let interrupts = 0;
+      process.on('SIGINT', () => {
+        if (++interrupts > 1) process.exit(130);
+        console.error('\nInterrupted: finishing the current step and writing the last checkpoint (Ctrl-C again to quit now)');
+        controller.abort();
+      });
+      await train(o.model_key, {
+        epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
+        dataExamples: o.data_examples, backend: o.backend, threads: o.threads, signal: controller.signal,
+      });
+    });
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<number> {
+  const program = buildProgram().exitOverride();
+  try {
+    await program.parseAsync(normaliseArgv(argv));
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? 0 : 2;   // --help / --version exit 0; usage errors were printed by commander
+    }
+    if (e instanceof InterruptedError) {
+      console.error(`penny-train: ${e.message}`);
+      return 130;
+    }
+    if (e instanceof UsageError) {
+      console.error(`penny-train: ${e.message}`);
+      return 2;
+    }
+    console.error(`penny-train: ${(e as Error).stack ?? e}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main();

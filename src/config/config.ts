@@ -1,0 +1,213 @@
+// The training config: one section of configs/training_config.yaml, validated key by key.
+import fs from 'node:fs';
+import yaml from 'js-yaml';
+import { backboneNames } from '../model/backbones.js';
+import { ConfigError, listProblems } from '../errors.js';
+
+export const MODEL_KEYS = ['side', 'orientation', 'date', 'mint'] as const;
+export type ModelKey = (typeof MODEL_KEYS)[number];
+export const DEFAULT_CONFIG_FILE = 'configs/training_config.yaml';
+
+export interface Augment {
+  rotation_deg: number;
+  crop_scale: [number, number];
+  brightness: number;
+  contrast: number;
+  saturation: number;
+  hue: number;
+  blur_p: number;
+  hflip_p: number;
+}
+
+export interface TrainingConfig {
+  data_root: string;
+  metadata_json_path: string;
+  roi_json_path: string;
+  model_type: ModelKey;
+  backbone: string;
+  pretrained_weights: string | null;
+  img_size: [number, number];
+  mean: [number, number, number];
+  std: [number, number, number];
+  num_epochs: number;
+  batch_size: number;
+  lr: number;
+  weight_decay: number;
+  optimizer_betas: [number, number];
+  lr_scheduler_eta_min: number;
+  lr_warmup_epochs: number;
+  augment: Augment;
+  output_dir: string;
+  quantize: boolean;
+  quantize_mode: 'static' | 'dynamic';
+  calibration_samples: number;
+  calibration_method: 'minmax' | 'percentile';
+  imx500_compatible: boolean;
+  qat: boolean;
+  seed: number;
+  device: string | null;
+  backend: 'native' | 'js';
+  threads: number | null;
+  num_workers: number;
+}
+
+/** A check returns a problem description, or null when the value is good. */
+type Check = (v: unknown) => string | null;
+
+const num = (min: number, max = Infinity, { int = false, minExclusive = false } = {}): Check => (v) =>
+  typeof v !== 'number' || !Number.isFinite(v) ? `must be a number, got ${show(v)}`
+    : int && !Number.isInteger(v) ? `must be an integer, got ${v}`
+    : (minExclusive ? v <= min : v < min) || v > max ? `must be in ${minExclusive ? '(' : '['}${min}, ${max}], got ${v}` : null;
+const str: Check = (v) => (typeof v === 'string' && v.length > 0 ? null : `must be a non-empty string, got ${show(v)}`);
+const bool: Check = (v) => (typeof v === 'boolean' ? null : `must be true or false, got ${show(v)}`);
+const oneOf = (...allowed: string[]): Check => (v) => (allowed.includes(v as string) ? null : `must be one of ${allowed.join(', ')}, got ${show(v)}`);
+const nullable = (c: Check): Check => (v) => (v === null ? null : c(v));
+const tuple = (n: number, each: Check): Check => (v) => {
+  if (!Array.isArray(v) || v.length !== n) return `must be a list of ${n} values, got ${show(v)}`;
+  for (const [i, x] of v.entries()) {
+    const p = each(x);
+    if (p) return `[${i}] ${p}`;
+  }
+  return null;
+};
+const device: Check = (v) => (v === null || (typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v)) ? null : `must be cpu, cuda, cuda:N or null, got ${show(v)}`);
+const prob = num(0, 1);
+
+const AUGMENT: Record<keyof Augment, Check> = {
+  rotation_deg: num(0, 180),
+  crop_scale: (v) => tuple(2, num(0, 1, { minExclusive: true }))(v) ?? ((v as number[])[0] > (v as number[])[1] ? `must be [min, max], got ${show(v)}` : null),
+  brightness: prob,
+  contrast: prob,
+  saturation: prob,
+  hue: num(0, 0.5),
+  blur_p: prob,
+  hflip_p: prob,
+};
+
+const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
+  data_root: str,
+  metadata_json_path: str,
+  roi_json_path: str,
+  model_type: oneOf(...MODEL_KEYS),
+  backbone: (v) => oneOf(...backboneNames())(v),
+  pretrained_weights: nullable(str),
+  img_size: (v) => tuple(2, num(16, 4096, { int: true }))(v) ?? ((v as number[])[0] !== (v as number[])[1] ? `must be square ([n, n]), got ${show(v)}` : null),
+  mean: tuple(3, num(0, 1)),
+  std: tuple(3, num(0, Infinity, { minExclusive: true })),
+  num_epochs: num(1, 100000, { int: true }),
+  batch_size: num(1, 65536, { int: true }),
+  lr: num(0, 10, { minExclusive: true }),
+  weight_decay: num(0, 10),
+  optimizer_betas: tuple(2, num(0, 1)),
+  lr_scheduler_eta_min: num(0, 10),
+  lr_warmup_epochs: num(0, 100000, { int: true }),
+  output_dir: str,
+  quantize: bool,
+  quantize_mode: oneOf('static', 'dynamic'),
+  calibration_samples: num(1, 1e6, { int: true }),
+  calibration_method: oneOf('minmax', 'percentile'),
+  imx500_compatible: bool,
+  qat: bool,
+  seed: num(0, 2 ** 32 - 1, { int: true }),
+  device,
+  backend: oneOf('native', 'js'),
+  threads: nullable(num(1, 1024, { int: true })),
+  num_workers: num(0, 64, { int: true }),
+};
+
+function show(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The known key nearest to `key`, if it is near enough to be a typo. */
+export function nearest(key: string, known: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(key.toLowerCase(), k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function checkKeys(obj: Record<string, unknown>, schema: Record<string, Check>, where: string, problems: string[]) {
+  const known = Object.keys(schema);
+  for (const key of Object.keys(obj)) {
+    if (!(key in schema)) {
+      const near = nearest(key, known);
+      problems.push(`${where}: unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}`);
+    }
+  }
+  for (const [key, check] of Object.entries(schema)) {
+    if (!(key in obj)) problems.push(`${where}: missing key '${key}'`);
+    else {
+      const p = check(obj[key]);
+      if (p) problems.push(`${where}.${key} ${p}`);
+    }
+  }
+}
+
+/** Validates one section; returns it typed, or throws a ConfigError listing every problem. */
+export function validateSection(section: unknown, key: string, file: string): TrainingConfig {
+  const where = `${file}: ${key}`;
+  if (typeof section !== 'object' || section === null || Array.isArray(section)) {
+    throw new ConfigError(`${where}: the section must be a mapping of keys to values`);
+  }
+  const s = section as Record<string, unknown>;
+  const problems: string[] = [];
+  checkKeys(s, { ...SCHEMA, augment: () => null }, where, problems);
+  if (typeof s.augment === 'object' && s.augment !== null && !Array.isArray(s.augment)) {
+    checkKeys(s.augment as Record<string, unknown>, AUGMENT, `${where}.augment`, problems);
+  } else if ('augment' in s) {
+    problems.push(`${where}.augment must be a mapping of augmentation settings`);
+  }
+  if ('model_type' in s && s.model_type !== key) {
+    problems.push(`${where}.model_type is '${String(s.model_type)}' but the section is '${key}': they must agree`);
+  }
+  const aug = s.augment as Partial<Augment> | undefined;
+  if (key !== 'side' && typeof aug?.hflip_p === 'number' && aug.hflip_p > 0) {
+    problems.push(`${where}.augment.hflip_p must be 0 for ${key}: a mirrored coin is not a coin (got ${aug.hflip_p})`);
+  }
+  if (problems.length) throw new ConfigError(listProblems(`invalid config ${file}, section '${key}'`, problems));
+  return s as unknown as TrainingConfig;
+}
+
+/** Reads `file` and returns section `modelKey`, validated. */
+export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE): TrainingConfig {
+  if (!(MODEL_KEYS as readonly string[]).includes(modelKey)) {
+    throw new ConfigError(`unknown model '${modelKey}': choose one of ${MODEL_KEYS.join(', ')}`);
+  }
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = yaml.load(text, { filename: file });
+  } catch (e) {
+    throw new ConfigError(`config file ${file} is not valid YAML: ${(e as Error).message}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new ConfigError(`config file ${file} must be a mapping with sections ${MODEL_KEYS.join(', ')}`);
+  }
+  const sections = doc as Record<string, unknown>;
+  if (!(modelKey in sections)) {
+    const present = Object.keys(sections);
+    throw new ConfigError(`config file ${file} has no section '${modelKey}'` +
+      (present.length ? ` (it has: ${present.join(', ')})` : ''));
+  }
+  return validateSection(sections[modelKey], modelKey, file);
+}

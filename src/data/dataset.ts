@@ -1,0 +1,173 @@
+// The dataset index: metadata + ROIs -> the samples of one model, split by UID hash, validated as a whole before
+// training starts. Every problem found is reported at once (file, UID, field, value).
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { ModelKey, TrainingConfig } from '../config/config.js';
+import { DataError, listProblems } from '../errors.js';
+import { mapLimit } from '../util/concurrency.js';
+import { FIRST_YEAR, LAST_YEAR, labelOf, MINT_MARKS, REVERSE_TYPES, type Entry } from './labels.js';
+import { splitOf, type Split } from './split.js';
+
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export interface Sample {
+  uid: string;
+  file: string;
+  label: number;
+  /** size of the whole image */
+  width: number;
+  height: number;
+  /** the region to read (date and mint: the ROI padded 5% and clipped); absent: the whole image */
+  crop?: Box;
+}
+
+export type DatasetIndex = Record<Split, Sample[]>;
+
+const ROI_FIELD: Partial<Record<ModelKey, 'date_roi' | 'mint_mark_roi'>> = { date: 'date_roi', mint: 'mint_mark_roi' };
+
+/** The ROI padded by `pad` of its width/height on each side, clipped to the image; integer pixels. */
+export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = 0.05): Box {
+  const x0 = Math.max(0, Math.floor(roi.x - pad * roi.width));
+  const y0 = Math.max(0, Math.floor(roi.y - pad * roi.height));
+  const x1 = Math.min(imageWidth, Math.ceil(roi.x + roi.width + pad * roi.width));
+  const y1 = Math.min(imageHeight, Math.ceil(roi.y + roi.height + pad * roi.height));
+  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+}
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new DataError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DataError(`${what} ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+const show = (v: unknown) => JSON.stringify(v);
+
+/** Parses metadata (a list of entries, or a dict uid -> entry) into entries; problems are appended. */
+export function parseMetadata(doc: unknown, file: string, model: ModelKey, problems: string[]): Entry[] {
+  let raw: [string, unknown][];
+  if (Array.isArray(doc)) raw = doc.map((e, i) => [`entry #${i}`, e]);
+  else if (typeof doc === 'object' && doc !== null) {
+    raw = Object.entries(doc).map(([uid, e]) => [uid, typeof e === 'object' && e !== null ? { uid, ...e } : e]);
+  } else {
+    throw new DataError(`metadata ${file} must be a list of entries or a dict uid -> entry`);
+  }
+  const seen = new Set<string>();
+  const entries: Entry[] = [];
+  for (const [where, value] of raw) {
+    if (typeof value !== 'object' || value === null) {
+      problems.push(`${file}: ${where}: not an object (${show(value)})`);
+      continue;
+    }
+    const e = value as Record<string, unknown>;
+    if (typeof e.uid !== 'string' || !e.uid) {
+      problems.push(`${file}: ${where}: missing uid`);
+      continue;
+    }
+    const uid = e.uid;
+    const bad = (field: string, why: string) => problems.push(`${file}: UID ${uid}: ${field} ${show(e[field])} ${why}`);
+    if (seen.has(uid)) problems.push(`${file}: UID ${uid}: listed more than once`);
+    seen.add(uid);
+    const before = problems.length;
+    if (e.side !== 'obverse' && e.side !== 'reverse') bad('side', 'is not obverse or reverse');
+    if (e.type !== undefined && e.type !== null && !(REVERSE_TYPES as readonly unknown[]).includes(e.type)) bad('type', `is not one of ${REVERSE_TYPES.join(', ')}`);
+    if (model === 'side' && e.side === 'reverse' && (e.type === undefined || e.type === null)) problems.push(`${file}: UID ${uid}: a reverse needs a type (${REVERSE_TYPES.join(', ')})`);
+    if (e.angle !== undefined && e.angle !== null && (typeof e.angle !== 'number' || !(e.angle >= 0 && e.angle < 360))) bad('angle', 'is not in [0, 360)');
+    if (e.year !== undefined && e.year !== null && (!Number.isInteger(e.year) || (e.year as number) < FIRST_YEAR || (e.year as number) > LAST_YEAR)) bad('year', `is not a year in ${FIRST_YEAR}-${LAST_YEAR}`);
+    let mint = e.mint_mark;
+    if (mint === 'no_mint') mint = 'nomint';
+    if (mint !== undefined && mint !== null && !(MINT_MARKS as readonly unknown[]).includes(mint)) bad('mint_mark', `is not one of ${MINT_MARKS.join(', ')} (or no_mint)`);
+    if (problems.length > before) continue;
+    entries.push({
+      uid, side: e.side as Entry['side'],
+      ...(e.type != null && { type: e.type as Entry['type'] }),
+      ...(e.angle != null && { angle: e.angle as number }),
+      ...(e.year != null && { year: e.year as number }),
+      ...(mint != null && { mint_mark: mint as Entry['mint_mark'] }),
+    });
+  }
+  return entries;
+}
+
+function parseBox(v: unknown): Box | null {
+  if (typeof v !== 'object' || v === null) return null;
+  const b = v as Record<string, unknown>;
+  const ok = ['x', 'y', 'width', 'height'].every((k) => typeof b[k] === 'number' && Number.isFinite(b[k] as number));
+  return ok && (b.width as number) > 0 && (b.height as number) > 0 && (b.x as number) >= 0 && (b.y as number) >= 0 ? (b as unknown as Box) : null;
+}
+
+/** Builds and validates the index of `cfg.model_type`; throws a DataError listing every problem found. */
+export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
+  const model = cfg.model_type;
+  const problems: string[] = [];
+  const entries = parseMetadata(readJson(cfg.metadata_json_path, 'metadata'), cfg.metadata_json_path, model, problems);
+  const roiField = ROI_FIELD[model];
+  const rois = roiField ? readJson(cfg.roi_json_path, 'ROI file') as Record<string, Record<string, unknown>> : {};
+  if (roiField && (typeof rois !== 'object' || rois === null || Array.isArray(rois))) {
+    throw new DataError(`ROI file ${cfg.roi_json_path} must be a dict "<uid stem>" -> { date_roi, mint_mark_roi }`);
+  }
+
+  const candidates = entries.flatMap((e) => {
+    const label = labelOf(model, e);
+    return label === null ? [] : [{ e, label }];
+  });
+  const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<{ s: Sample; split: Split } | null> => {
+    const file = path.join(cfg.data_root, e.uid);
+    if (!fs.existsSync(file)) {
+      problems.push(`UID ${e.uid}: image ${file} not found`);
+      return null;
+    }
+    let width = 0, height = 0;
+    try {
+      const img = sharp(file, { failOn: 'truncated' });
+      ({ width = 0, height = 0 } = await img.metadata());
+      await img.resize(8, 8, { fit: 'fill' }).raw().toBuffer();   // decodes it all (JPEG shrink-on-load keeps it cheap)
+    } catch (err) {
+      problems.push(`UID ${e.uid}: image ${file} cannot be decoded (${(err as Error).message})`);
+      return null;
+    }
+    const s: Sample = { uid: e.uid, file, label, width, height };
+    if (roiField) {
+      const stem = e.uid.replace(/\.[^.]+$/, '');
+      const entry = rois[stem] ?? rois[e.uid];
+      const roi = parseBox(entry?.[roiField]);
+      if (!entry || entry[roiField] === undefined) {
+        problems.push(`${cfg.roi_json_path}: UID ${e.uid}: no ${roiField} for this ${model} sample`);
+        return null;
+      }
+      if (!roi) {
+        problems.push(`${cfg.roi_json_path}: UID ${e.uid}: ${roiField} ${show(entry[roiField])} is not {x, y, width, height} with x, y >= 0 and a positive size`);
+        return null;
+      }
+      if (roi.x + roi.width > width || roi.y + roi.height > height) {
+        problems.push(`${cfg.roi_json_path}: UID ${e.uid}: ${roiField} ${show(roi)} lies outside the ${width}x${height} image`);
+        return null;
+      }
+      s.crop = padRoi(roi, width, height);
+    }
+    return { s, split: splitOf(e.uid) };
+  });
+
+  const index: DatasetIndex = { train: [], val: [], test: [] };
+  for (const r of samples) if (r) index[r.split].push(r.s);
+  if (!problems.length) {
+    for (const split of ['train', 'val'] as const) {
+      if (!index[split].length) problems.push(`the ${split} split of the ${model} model is empty (${candidates.length} ${model} samples in ${cfg.metadata_json_path})`);
+    }
+  }
+  if (problems.length) throw new DataError(listProblems(`bad data for the ${model} model`, problems));
+  return index;
+}

@@ -1,0 +1,90 @@
+// Batches of one epoch, prepared ahead: up to `workers` batches decode and augment (in sharp's threads) while the
+// model computes the current one. The order and every augmentation draw depend only on (seed, epoch, uid).
+import type { Augment } from '../config/config.js';
+import { hashSeed, Rng } from '../util/rng.js';
+import type { Sample } from './dataset.js';
+import { augmentRng, loadRgb, normalise, type ImageSpec } from './images.js';
+
+export interface Batch {
+  pixels: Float32Array;
+  shape: [number, number, number, number];
+  labels: Int32Array;
+  uids: string[];
+}
+
+export interface BatchOptions {
+  batchSize: number;
+  spec: ImageSpec;
+  /** train: shuffled and augmented; otherwise the given order, eval transform */
+  augment: Augment | null;
+  seed: number;
+  epoch: number;
+  workers: number;
+  /** skip this many batches (resuming in the middle of an epoch) */
+  startBatch?: number;
+}
+
+/** Epoch order: a seeded Fisher-Yates shuffle for training, the index order otherwise. */
+export function epochOrder(samples: readonly Sample[], shuffle: boolean, seed: number, epoch: number): Sample[] {
+  const order = [...samples];
+  if (!shuffle) return order;
+  const rng = new Rng(hashSeed(seed, `order:${epoch}`));
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+export function batchCount(n: number, batchSize: number): number {
+  return Math.ceil(n / batchSize);
+}
+
+async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
+  const { size } = o.spec;
+  const per = 3 * size * size;
+  const pixels = new Float32Array(samples.length * per);
+  await Promise.all(samples.map(async (s, i) => {
+    const rng = o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null;
+    let rgb: Buffer;
+    try {
+      rgb = await loadRgb(s, size, o.augment, rng);
+    } catch (e) {
+      throw new Error(`image ${s.file} (UID ${s.uid}): ${(e as Error).message}`);
+    }
+    normalise(rgb, o.spec, pixels, i * per);
+  }));
+  return {
+    pixels,
+    shape: [samples.length, 3, size, size],
+    labels: Int32Array.from(samples, (s) => s.label),
+    uids: samples.map((s) => s.uid),
+  };
+}
+
+/** Yields the batches of one epoch in order, keeping `workers` of them in preparation ahead of the consumer. */
+export async function* batches(samples: readonly Sample[], o: BatchOptions): AsyncGenerator<Batch> {
+  const order = epochOrder(samples, o.augment !== null, o.seed, o.epoch);
+  const total = batchCount(order.length, o.batchSize);
+  let next = o.startBatch ?? 0;
+  const slice = (b: number) => order.slice(b * o.batchSize, (b + 1) * o.batchSize);
+  if (o.workers === 0) {
+    for (; next < total; next++) yield await makeBatch(slice(next), o);
+    return;
+  }
+  const pending: Promise<Batch>[] = [];
+  const refill = () => {
+    while (pending.length < o.workers && next < total) {
+      const p = makeBatch(slice(next), o);
+      p.catch(() => {});   // surfaced when awaited; avoids an unhandled rejection while it waits in the queue
+      pending.push(p);
+      next++;
+    }
+  };
+  refill();
+  while (pending.length) {
+    const b = await pending.shift()!;
+    refill();
+    yield b;
+  }
+}
