@@ -5,3 +5,5 @@ export { GraphBuilder, type Graph, type GraphNode, type OpName, type ParamSpec }
 export { loadPretrained } from './model/weights.js';
 export { nativeInfo, setNumThreads, readTorchFile, libtorchBuild } from './backend/native.js';
 export type { AdamState, Floats, OptimizerOptions, StepResult } from './backend/types.js';
+// export: ONNX fp32 / INT8 / IMX500 (src/export/)
+export * from './export/index.js';

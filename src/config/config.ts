@@ -142,10 +142,11 @@ export function nearest(key: string, known: string[]): string | undefined {
 }
 
 function checkKeys(obj: Record<string, unknown>, schema: Record<string, Check>, where: string, problems: string[]) {
-  const known = Object.keys(schema);
+  // A typo most likely stands for a key that is missing, so those are suggested first.
+  const missing = Object.keys(schema).filter((k) => !(k in obj));
   for (const key of Object.keys(obj)) {
     if (!(key in schema)) {
-      const near = nearest(key, known);
+      const near = nearest(key, missing) ?? nearest(key, Object.keys(schema));
       problems.push(`${where}: unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}`);
     }
   }

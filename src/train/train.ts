@@ -93,16 +93,16 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
       'set qat: false (post-training quantization runs when quantize: true)');
   }
   const device = cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
-  const stamp = timestamp();
-  const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
   const labelMap = labelMapOf(key);
   const numClasses = Object.keys(labelMap).length;
-
+  // Everything the user can get wrong is checked before the first output file is created.
   const index = await buildIndex(cfg);
-  log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
-
   const resume = options.resume ? await loadCheckpoint(options.resume) : null;
   if (resume) checkResumable(resume, cfg, numClasses, options.resume!);
+
+  const stamp = timestamp();
+  const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
+  log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
   if (!resume && !pretrained.weights) {
     log.warn(`WARNING: no pretrained weights for ${cfg.backbone} (${'reason' in pretrained ? pretrained.reason : ''}). ` +

@@ -1,0 +1,30 @@
+// Every op of the graph IR (OpAttrs) with its JS kernel; the mapped type makes a missing op a compile error.
+import type { OpName } from '../../../model/graph.js';
+import { attention } from './attention.js';
+import { add, gelu, mul, quickGelu, relu, relu6 } from './elementwise.js';
+import type { Kernel } from './kernel.js';
+import { conv2d, linear } from './linear.js';
+import { layerNorm } from './norm.js';
+import { concat, expandBatch, reshape, slice, transpose } from './shape.js';
+import { softmax } from './softmax.js';
+
+export const KERNELS: { [K in OpName]: Kernel<K> } = {
+  conv2d,
+  linear,
+  layer_norm: layerNorm,
+  add,
+  mul,
+  quick_gelu: quickGelu,
+  gelu,
+  relu,
+  relu6,
+  softmax,
+  attention,
+  reshape,
+  transpose,
+  concat,
+  slice,
+  expand_batch: expandBatch,
+};
+
+export type { Kernel } from './kernel.js';

@@ -1,0 +1,77 @@
+// The CLI end to end on data_examples with the tiny backbone, and its exit statuses on bad input.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { listFiles, runCli, scratchRun } from './helpers.js';
+
+const SANITY = ['-m', 'side', '--epochs', '1', '--batch_size', '8', '--device', 'cpu', '--data_examples'];
+
+describe('penny-train CLI', () => {
+  it('runs the sanity command: the console lines of the original, checkpoints, log, label map', async () => {
+    const { cwd, config } = scratchRun();
+    const r = await runCli([...SANITY, '--config-file', config], cwd);
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout;
+    expect(out).toMatch(/^Loaded PennyDataset: \d+ train \/ \d+ val \/ \d+ test$/m);
+    expect(out).toMatch(/^Model head: Linear\(in_features=64, out_features=5\)$/m);
+    expect(out).toMatch(/^Epoch 1\/1 Summary: Train Loss: \d+\.\d{4}, Val Loss: \d+\.\d{4}, Val Acc: [01]\.\d{4}, Val F1 \(Macro\): [01]\.\d{4}, Duration: \d+\.\ds$/m);
+    expect(r.stderr).toMatch(/WARNING: no pretrained weights for clip_vit_tiny/);
+    const files = listFiles(path.join(cwd, 'output'));
+    expect(files).toEqual(expect.arrayContaining(['checkpoints/side_last.pt', 'checkpoints/side_best.pt', 'label_maps/side_label_map.json']));
+    const logFile = files.find((f) => /^training_logs\/side_\d{8}-\d{6}\.log$/.test(f));
+    expect(logFile).toBeDefined();
+    const logged = fs.readFileSync(path.join(cwd, 'output', logFile!), 'utf8');
+    for (const line of out.trim().split('\n')) expect(logged).toContain(line);
+    expect(logged).toMatch(/WARNING: no pretrained weights/);
+    expect(JSON.parse(fs.readFileSync(path.join(cwd, 'output/label_maps/side_label_map.json'), 'utf8'))['4']).toBe('bicentennial');
+  });
+
+  it('prints a true --help and exits 0', async () => {
+    const r = await runCli(['--help'], process.cwd());
+    expect(r.code).toBe(0);
+    for (const flag of ['--model_key', '--epochs', '--resume', '--device', '--config_file', '--data_examples', '--batch_size', '--batch-size']) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  const bad: [string, string[], (y: string) => string, RegExp][] = [
+    ['an unknown model', ['-m', 'coin'], (y) => y, /argument 'coin' is invalid/],
+    ['no model', [], (y) => y, /required option '-m, --model_key <key>' not specified/],
+    ['a bad --epochs', ['-m', 'side', '--epochs', '0'], (y) => y, /--epochs must be a positive integer/],
+    ['a config typo', ['-m', 'side'], (y) => y.replace('  seed: 42\n', '  sed: 42\n'), /unknown key 'sed' \(did you mean 'seed'\?\)/],
+    ['a model_type mismatch', ['-m', 'date'], (y) => y.replace('model_type: date', 'model_type: side'), /date\.model_type is 'side'/],
+    ['qat', ['-m', 'side'], (y) => y.replace('  qat: false\n', '  qat: true\n'), /quantization-aware training is not available yet/],
+    ['bad metadata', ['-m', 'side'], (y) => y.replace(/metadata_json_path: .*/g, 'metadata_json_path: data_examples/UID000001.jpg'), /metadata .*UID000001\.jpg is not valid JSON/],
+    ['a foreign checkpoint', ['-m', 'side', '--resume', 'config.yaml'], (y) => y, /cannot read checkpoint config\.yaml/],
+    ['a bad device', ['-m', 'side', '--device', 'gpu'], (y) => y, /--device "gpu": not a valid device/],
+  ];
+  for (const [what, args, edit, message] of bad) {
+    it(`exits 2 on ${what}, leaving no output files`, async () => {
+      const { cwd, config } = scratchRun(edit);
+      const r = await runCli([...args, '--data_examples', '--config_file', config], cwd);
+      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);   // no stack trace for the user's mistakes
+      expect(listFiles(path.join(cwd, 'output'))).toEqual([]);
+      expect(listFiles(path.join(cwd, 'models'))).toEqual([]);
+    });
+  }
+
+  it('exits 130 on Ctrl-C after writing _last.pt, which --resume continues from', async () => {
+    const { cwd, config } = scratchRun((y) => y.replace(/num_epochs: \d+/g, 'num_epochs: 30'));
+    const child = runCli(['-m', 'side', '--batch_size', '8', '--data_examples', '--config_file', config], cwd);
+    const started = Date.now();
+    while (!fs.existsSync(path.join(cwd, 'output/checkpoints/side_last.pt')) && Date.now() - started < 60_000) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.child.kill('SIGINT');
+    const r = await child;
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/interrupted; state saved to output\/checkpoints\/side_last\.pt/);
+    const resumed = await runCli(['-m', 'side', '--batch_size', '8', '--epochs', '30', '--data_examples', '--config_file', config,
+      '--resume', 'output/checkpoints/side_last.pt'], cwd);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/^Resumed from output\/checkpoints\/side_last\.pt: epoch \d+/m);
+    expect(resumed.stdout).toMatch(/^Epoch 30\/30 Summary/m);
+  });
+});

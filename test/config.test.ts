@@ -1,0 +1,75 @@
+// Config loading: every key of the original plus penny-train's, and errors that name file, section and key.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, MODEL_KEYS } from '../src/config/config.js';
+import { ConfigError } from '../src/errors.js';
+import { ROOT } from './helpers.js';
+
+const MASTER = path.join(ROOT, 'configs', 'training_config.yaml');
+const ORIGINAL_KEYS = ['data_root', 'metadata_json_path', 'roi_json_path', 'model_type', 'backbone', 'img_size', 'num_epochs',
+  'batch_size', 'lr', 'weight_decay', 'optimizer_betas', 'lr_scheduler_eta_min', 'lr_warmup_epochs', 'output_dir', 'quantize',
+  'qat', 'seed', 'device', 'num_workers'];
+
+function variant(edit: (y: string) => string): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'penny-cfg-')), 'training_config.yaml');
+  fs.writeFileSync(file, edit(fs.readFileSync(MASTER, 'utf8')));
+  return file;
+}
+
+const failure = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('no error');
+};
+
+describe('config', () => {
+  it('has every section with every key of the original', () => {
+    for (const key of MODEL_KEYS) {
+      const cfg = loadConfig(key, MASTER);
+      for (const k of ORIGINAL_KEYS) expect(cfg, `${key}.${k}`).toHaveProperty(k);
+      expect(cfg.model_type).toBe(key);
+      expect(cfg.mean).toEqual([0.48145466, 0.4578275, 0.40821073]);
+      expect(cfg.augment.hflip_p).toBe(key === 'side' ? 0.5 : 0);
+    }
+  });
+
+  it('names a missing section and what the file has', () => {
+    const file = variant((y) => y.replace(/^mint:[\s\S]*$/m, ''));
+    expect(failure(() => loadConfig('mint', file))).toMatch(/has no section 'mint' \(it has: side, orientation, date\)/);
+  });
+
+  it('suggests the near key for an unknown one, naming file and section', () => {
+    const file = variant((y) => y.replace('  batch_size: 32\n', '  batch_sise: 32\n'));
+    const msg = failure(() => loadConfig('side', file));
+    expect(msg).toContain(`${file}: side: unknown key 'batch_sise' (did you mean 'batch_size'?)`);
+    expect(msg).toContain(`${file}: side: missing key 'batch_size'`);
+  });
+
+  it('names a wrong type or range', () => {
+    const file = variant((y) => y.replace('  lr: 1.0e-4\n', "  lr: fast\n").replace(/ {2}num_workers: 2/, '  num_workers: -1'));
+    const msg = failure(() => loadConfig('side', file));
+    expect(msg).toContain(`${file}: side.lr must be a number, got "fast"`);
+    expect(msg).toContain(`${file}: side.num_workers must be in [0, 64], got -1`);
+    const aug = variant((y) => y.replace('  blur_p: 0.25\n', '  blur_p: 1.5\n'));
+    expect(failure(() => loadConfig('side', aug))).toContain('side.augment.blur_p must be in [0, 1], got 1.5');
+  });
+
+  it('requires model_type to equal its section key, and no flip for mirrored-text models', () => {
+    const file = variant((y) => y.replace('model_type: date', 'model_type: mint'));
+    expect(failure(() => loadConfig('date', file))).toContain("date.model_type is 'mint' but the section is 'date'");
+    const flip = variant((y) => y.replace(/(mint:[\s\S]*?hflip_p: )0\.0/, '$10.5'));
+    expect(failure(() => loadConfig('mint', flip))).toContain('mint.augment.hflip_p must be 0 for mint');
+  });
+
+  it('names an unreadable or malformed file', () => {
+    expect(failure(() => loadConfig('side', '/nope.yaml'))).toMatch(/cannot read config file \/nope\.yaml: ENOENT/);
+    expect(failure(() => loadConfig('side', variant(() => 'side: [1, 2\n')))).toMatch(/is not valid YAML/);
+    expect(failure(() => loadConfig('coin', MASTER))).toMatch(/unknown model 'coin': choose one of side, orientation, date, mint/);
+  });
+});

@@ -1,0 +1,144 @@
+// Dataset index: the UID-hash split, labels per model, ROI padding, and validation that reports every problem.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, type TrainingConfig } from '../src/config/config.js';
+import { buildIndex, padRoi, parseMetadata } from '../src/data/dataset.js';
+import { labelMap, labelOf } from '../src/data/labels.js';
+import { splitOf } from '../src/data/split.js';
+import { DataError } from '../src/errors.js';
+import { ROOT } from './helpers.js';
+
+describe('split', () => {
+  it('is 80/10/10 within 2 points on 10,000 uids, deterministic and independent of order', () => {
+    const uids = Array.from({ length: 10_000 }, (_, i) => `UID${String(i).padStart(6, '0')}.jpg`);
+    const counts = { train: 0, val: 0, test: 0 };
+    for (const u of uids) counts[splitOf(u)]++;
+    expect(Math.abs(counts.train / 100 - 80)).toBeLessThan(2);
+    expect(Math.abs(counts.val / 100 - 10)).toBeLessThan(2);
+    expect(Math.abs(counts.test / 100 - 10)).toBeLessThan(2);
+    const reversed = [...uids].reverse().map(splitOf).reverse();
+    expect(reversed).toEqual(uids.map(splitOf));
+  });
+
+  it('follows the original formula', () => {
+    const n = (s: string) => BigInt('0x' + createHash('sha256').update(s).digest('hex'));
+    for (const uid of ['a.jpg', 'UID0001.jpg', 'x']) {
+      const expected = n(uid) % 100n < 80n ? 'train' : n(uid + '_val_test_split_salt') % 2n === 0n ? 'val' : 'test';
+      expect(splitOf(uid)).toBe(expected);
+    }
+  });
+});
+
+describe('labels', () => {
+  it('derives each model\'s label as the original does', () => {
+    const obv = { uid: 'a', side: 'obverse', angle: 359.9, year: 1909, mint_mark: 'nomint' } as const;
+    const rev = { uid: 'b', side: 'reverse', type: 'bicentennial' } as const;
+    expect([labelOf('side', obv), labelOf('side', rev)]).toEqual([0, 4]);
+    expect([labelOf('orientation', obv), labelOf('orientation', { ...obv, angle: 3 }), labelOf('orientation', rev)]).toEqual([119, 1, null]);
+    expect([labelOf('date', obv), labelOf('date', { ...obv, year: 2024 }), labelOf('date', rev)]).toEqual([0, 115, null]);
+    expect([labelOf('mint', obv), labelOf('mint', { ...obv, mint_mark: 'D' }), labelOf('mint', rev)]).toEqual([3, 0, null]);
+    expect(Object.keys(labelMap('orientation'))).toHaveLength(120);
+    expect(labelMap('orientation')['1']).toBe('3-5');
+    expect(labelMap('date')['115']).toBe('2024');
+    expect(labelMap('side')).toEqual({ 0: 'obverse', 1: 'memorial', 2: 'shield', 3: 'wheat', 4: 'bicentennial' });
+  });
+
+  it('reads metadata as a list or a dict, accepting no_mint', () => {
+    const problems: string[] = [];
+    const fromDict = parseMetadata({ 'a.jpg': { side: 'obverse', year: 1950, mint_mark: 'no_mint' } }, 'm.json', 'mint', problems);
+    expect(fromDict).toEqual([{ uid: 'a.jpg', side: 'obverse', year: 1950, mint_mark: 'nomint' }]);
+    expect(parseMetadata([{ uid: 'a.jpg', side: 'reverse', type: 'wheat' }], 'm.json', 'side', problems)).toHaveLength(1);
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('ROI crops', () => {
+  it('pads 5% of the ROI on each side and clips at the image edges', () => {
+    expect(padRoi({ x: 100, y: 50, width: 40, height: 20 }, 256, 256)).toEqual({ x: 98, y: 49, width: 44, height: 22 });
+    expect(padRoi({ x: 0, y: 0, width: 40, height: 20 }, 256, 256)).toEqual({ x: 0, y: 0, width: 42, height: 21 });
+    expect(padRoi({ x: 216, y: 236, width: 40, height: 20 }, 256, 256)).toEqual({ x: 214, y: 235, width: 42, height: 21 });
+    expect(padRoi({ x: 1, y: 1, width: 254, height: 254 }, 256, 256)).toEqual({ x: 0, y: 0, width: 256, height: 256 });
+  });
+});
+
+describe('validation', () => {
+  function broken(model: 'side' | 'date' | 'mint', metadata: unknown, rois: unknown = {}, images: Record<string, string> = {}): TrainingConfig {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'penny-data-'));
+    fs.writeFileSync(path.join(dir, 'metadata.json'), typeof metadata === 'string' ? metadata : JSON.stringify(metadata));
+    fs.writeFileSync(path.join(dir, 'rois.json'), JSON.stringify(rois));
+    for (const [name, from] of Object.entries(images)) {
+      if (from === 'garbage') fs.writeFileSync(path.join(dir, name), 'not an image');
+      else fs.copyFileSync(path.join(ROOT, 'data_examples', from), path.join(dir, name));
+    }
+    return { ...loadConfig(model, path.join(ROOT, 'configs', 'training_config.yaml')), data_root: dir, metadata_json_path: path.join(dir, 'metadata.json'), roi_json_path: path.join(dir, 'rois.json') };
+  }
+  const errorOf = async (cfg: TrainingConfig) => {
+    try {
+      await buildIndex(cfg);
+    } catch (e) {
+      expect(e).toBeInstanceOf(DataError);
+      return (e as Error).message;
+    }
+    throw new Error('no error');
+  };
+
+  it('reports every bad field, naming file, UID, field and value', async () => {
+    const msg = await errorOf(broken('side', [
+      { uid: 'a.jpg', side: 'sideways' },
+      { uid: 'b.jpg', side: 'reverse', type: 'lincoln' },
+      { side: 'obverse' },
+      { uid: 'c.jpg', side: 'obverse', year: 1850, angle: 360, mint_mark: 'X' },
+      { uid: 'd.jpg', side: 'obverse' },
+    ]));
+    expect(msg).toMatch(/\(7 problems\)/);
+    expect(msg).toMatch(/UID d\.jpg: image .*d\.jpg not found/);
+    expect(msg).toMatch(/metadata\.json: UID a\.jpg: side "sideways" is not obverse or reverse/);
+    expect(msg).toMatch(/UID b\.jpg: type "lincoln" is not one of memorial, shield, wheat, bicentennial/);
+    expect(msg).toMatch(/entry #2: missing uid/);
+    expect(msg).toMatch(/UID c\.jpg: angle 360 is not in \[0, 360\)/);
+    expect(msg).toMatch(/UID c\.jpg: year 1850 is not a year in 1909-2024/);
+    expect(msg).toMatch(/UID c\.jpg: mint_mark "X" is not one of D, S, P, nomint/);
+  });
+
+  it('reports missing and undecodable images, missing and outside ROIs, and lists at most 20', async () => {
+    const meta = [
+      { uid: 'ok.jpg', side: 'obverse', year: 1990, mint_mark: 'D' },
+      { uid: 'gone.jpg', side: 'obverse', year: 1990, mint_mark: 'D' },
+      { uid: 'bad.jpg', side: 'obverse', year: 1990, mint_mark: 'D' },
+      { uid: 'noroi.jpg', side: 'obverse', year: 1990, mint_mark: 'D' },
+      { uid: 'out.jpg', side: 'obverse', year: 1990, mint_mark: 'D' },
+    ];
+    const rois = { ok: { date_roi: { x: 1, y: 1, width: 10, height: 10 } }, out: { date_roi: { x: 250, y: 10, width: 20, height: 10 } } };
+    const msg = await errorOf(broken('date', meta, rois, { 'ok.jpg': 'UID000001.jpg', 'bad.jpg': 'garbage', 'noroi.jpg': 'UID000001.jpg', 'out.jpg': 'UID000001.jpg' }));
+    expect(msg).toMatch(/UID gone\.jpg: image .*gone\.jpg not found/);
+    expect(msg).toMatch(/UID bad\.jpg: image .*bad\.jpg cannot be decoded/);
+    expect(msg).toMatch(/rois\.json: UID noroi\.jpg: no date_roi for this date sample/);
+    expect(msg).toMatch(/rois\.json: UID out\.jpg: date_roi \{"x":250,"y":10,"width":20,"height":10\} lies outside the 256x256 image/);
+
+    const many = Array.from({ length: 25 }, (_, i) => ({ uid: `u${i}.jpg`, side: 'bogus' }));
+    const long = await errorOf(broken('side', many));
+    expect(long).toMatch(/\(25 problems\)/);
+    expect(long).toMatch(/… and 5 more/);
+    expect(long.split('\n').filter((l) => l.startsWith('  - '))).toHaveLength(20);
+  });
+
+  it('names unreadable JSON and an empty split', async () => {
+    expect(await errorOf(broken('side', '{ not json'))).toMatch(/metadata .*metadata\.json is not valid JSON/);
+    const cfg = broken('side', [{ uid: 'x.jpg', side: 'obverse' }], {}, { 'x.jpg': 'UID000001.jpg' });
+    expect(await errorOf(cfg)).toMatch(/the (train|val) split of the side model is empty/);
+    expect(await errorOf({ ...cfg, metadata_json_path: '/nope/metadata.json' })).toMatch(/cannot read metadata \/nope\/metadata\.json: ENOENT/);
+  });
+
+  it('indexes the bundled data_examples for every model with non-empty splits', async () => {
+    for (const model of ['side', 'orientation', 'date', 'mint'] as const) {
+      const cfg = { ...loadConfig(model, path.join(ROOT, 'configs', 'training_config.yaml')), data_root: path.join(ROOT, 'data_examples'),
+        metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
+      const index = await buildIndex(cfg);
+      for (const split of ['train', 'val', 'test'] as const) expect(index[split].length, `${model} ${split}`).toBeGreaterThan(0);
+      if (model === 'date' || model === 'mint') expect(index.train.every((s) => s.crop)).toBe(true);
+    }
+  });
+});

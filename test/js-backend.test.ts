@@ -1,0 +1,212 @@
+// The JS backend against the native (LibTorch) one on the same graph and seed: forward, every gradient, AdamW
+// steps and state moving between backends; plus its own float64 gradient check and the GEMM's edge cases.
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { gemm, gemmNaive, mat } from '../src/backend/js/matmul.js';
+import { createModel, createModelFromGraph, GraphBuilder, type Floats, type Graph, type PennyModel } from '../src/index.js';
+import { numel } from '../src/model/graph.js';
+import { Rng } from '../src/util/rng.js';
+import { FIXTURE, maxAbsDiff, randomLabels, randn, readF32 } from './helpers.js';
+
+const maxAbs = (a: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+};
+/** max |a - ref| relative to max |ref|, with a floor for tensors that are ~0 */
+const rel = (a: ArrayLike<number>, ref: ArrayLike<number>, floor = 1e-12) => maxAbsDiff(a, ref) / Math.max(maxAbs(ref), floor);
+
+/**
+ * The key biases get an exactly-zero gradient: softmax(q (k + b)^T) = softmax(q k^T + q b) and q b is the same for
+ * every key of a query. Both backends return rounding noise there (~1e-9 in float32), which AdamW's normalisation
+ * turns into steps of up to lr in random directions, so after a step those biases are compared against that bound
+ * rather than against each other.
+ */
+const zeroGrad = (name: string) => /self_attn\.k_proj\.bias$/.test(name);
+const LR = 1e-4;   // the config's learning rate
+
+const tiny = (backend: 'native' | 'js', seed = 0) =>
+  createModel({ backbone: 'clip_vit_tiny', numClasses: 5, imageSize: 32, seed, backend });
+
+const shape = [3, 3, 32, 32];
+const pixels = randn(numel(shape), 21);
+const labels = new Int32Array([4, 0, 2]);
+
+/** The ops CLIP does not use: gelu, relu, relu6, mul, softmax, conv with bias and padding (as in autograd.test.ts). */
+function otherOps(): Graph {
+  const g = new GraphBuilder();
+  const n = (std: number) => ({ kind: 'normal', std }) as const;
+  const w = g.param('conv.weight', [4, 3, 3, 3], n(0.3), true);
+  const b = g.param('conv.bias', [4], n(0.1), false);
+  let x = g.op('conv2d', [g.input, w, b], { stride: 2, padding: 1 });          // [B, 4, 4, 4]
+  x = g.op('transpose', [g.op('reshape', [x], { shape: [0, 4, -1] })], { perm: [0, 2, 1] });   // [B, 16, 4]
+  const a = g.op('gelu', [g.linear(x, 'fc1', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
+  const r = g.op('relu', [g.linear(x, 'fc2', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
+  const r6 = g.op('relu6', [g.op('mul', [g.linear(x, 'fc3', 4, 8, { weight: n(2), bias: n(1) }), g.param('scale', [8], n(3), false)], {})], {});
+  x = g.op('softmax', [g.op('add', [g.op('mul', [a, r], {}), r6], {})], { axis: -1 });
+  x = g.op('reshape', [g.op('slice', [x], { axis: 1, start: 2, end: 3 })], { shape: [0, 8] });
+  const embeds = g.layerNorm(x, 'ln', 8, 1e-5);
+  const logits = g.linear(embeds, 'head', 8, 3, { weight: n(0.5), bias: n(0.1) }, 'logits');
+  return g.build([3, 8, 8], { embeds, logits });
+}
+
+/** Forward, loss and every gradient of two models agree within `tol` relative. */
+async function expectSameGrads(js: PennyModel, native: PennyModel, x: Floats, s: number[], y: Int32Array, tol: number) {
+  const [a, b] = [await js.lossAndGrads(x, s, y), await native.lossAndGrads(x, s, y)];
+  const worst = { name: '', err: 0 };
+  // the floor: 1e-4 of the largest gradient anywhere in the model (for the key biases, whose gradient is 0 + noise)
+  const floor = 1e-4 * Math.max(...Object.values(b.grads).map(maxAbs));
+  expect(rel(a.logits, b.logits), 'logits').toBeLessThan(tol);
+  expect(Math.abs(a.loss - b.loss) / Math.abs(b.loss)).toBeLessThan(tol);
+  expect(Object.keys(a.grads).sort()).toEqual(Object.keys(b.grads).sort());
+  for (const k of Object.keys(b.grads)) {
+    if (zeroGrad(k)) expect(Math.max(maxAbs(a.grads[k]), maxAbs(b.grads[k])), k).toBeLessThan(1e-6 * floor / 1e-4);
+    const err = rel(a.grads[k], b.grads[k], floor);
+    if (err > worst.err && !zeroGrad(k)) Object.assign(worst, { name: k, err });
+    expect(err, k).toBeLessThan(tol);
+  }
+  console.log(`worst gradient: ${worst.name} ${worst.err.toExponential(2)} relative`);
+}
+
+describe('JS backend against native', () => {
+  it('clip_vit_tiny: logits, loss and every gradient within 1e-4 relative', async () => {
+    const [js, native] = [await tiny('js'), await tiny('native')];
+    expect(js.backend).toBe('js');
+    expect(rel(await js.predict(pixels, shape), await native.predict(pixels, shape))).toBeLessThan(1e-4);
+    expect(rel(await js.embed(pixels, shape), await native.embed(pixels, shape))).toBeLessThan(1e-4);
+    await expectSameGrads(js, native, pixels, shape, labels, 1e-4);
+  });
+
+  it('clip_vit_tiny: weights agree within 1e-5 after 3 AdamW steps', async () => {
+    const [js, native] = [await tiny('js'), await tiny('native')];
+    const p0 = js.getParams();
+    for (let i = 0; i < 3; i++) {
+      const [a, b] = [await js.trainStep(pixels, shape, labels, { lr: LR }), await native.trainStep(pixels, shape, labels, { lr: LR })];
+      expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
+    }
+    const [pa, pb] = [js.getParams(), native.getParams()];
+    let worst = 0;
+    for (const k of Object.keys(pb)) {
+      if (zeroGrad(k)) {
+        expect(Math.max(maxAbsDiff(pa[k], p0[k]), maxAbsDiff(pb[k], p0[k])), k).toBeLessThan(3 * LR * 1.01);
+        continue;
+      }
+      worst = Math.max(worst, maxAbsDiff(pa[k], pb[k]));
+      expect(maxAbsDiff(pa[k], pb[k]), k).toBeLessThan(1e-5);
+    }
+    const [sa, sb] = [js.getOptimizerState(), native.getOptimizerState()];
+    for (const k of Object.keys(sb)) {
+      expect(sa[k].step, k).toBe(3);
+      if (!zeroGrad(k)) expect(rel(sa[k].expAvg, sb[k].expAvg), k).toBeLessThan(1e-4);
+    }
+    console.log(`worst weight difference after 3 steps: ${worst.toExponential(2)}`);
+  });
+
+  it('moves state between backends: the next step agrees', async () => {
+    for (const [from, to] of [['native', 'js'], ['js', 'native']] as const) {
+      const a = await tiny(from, 1);
+      for (let i = 0; i < 2; i++) await a.trainStep(pixels, shape, labels, { lr: LR });
+      const b = await tiny(to, 2);
+      b.setState(a.getState());
+      const p0 = a.getParams();
+      const [ra, rb] = [await a.trainStep(pixels, shape, labels, { lr: LR }), await b.trainStep(pixels, shape, labels, { lr: LR })];
+      expect(Math.abs(ra.loss - rb.loss), `${from} -> ${to}`).toBeLessThan(1e-5);
+      const [pa, pb] = [a.getParams(), b.getParams()];
+      for (const k of Object.keys(pa)) {
+        if (zeroGrad(k)) expect(maxAbsDiff(pa[k], p0[k]) + maxAbsDiff(pb[k], p0[k]), k).toBeLessThan(2 * LR * 1.01);
+        else expect(maxAbsDiff(pa[k], pb[k]), `${from} -> ${to}: ${k}`).toBeLessThan(1e-6);
+      }
+      expect(b.getOptimizerState()['head.weight'].step).toBe(3);
+    }
+  });
+
+  it('gelu, relu, relu6, mul, softmax and a padded conv: forward and gradients', async () => {
+    const graph = otherOps();
+    const [js, native] = [await createModelFromGraph(graph, 3, { backend: 'js', seed: 3 }), await createModelFromGraph(graph, 3, { seed: 3 })];
+    const s = [4, 3, 8, 8];
+    const x = randn(numel(s), 11);
+    expect(rel(await js.forward(x, s, 'embeds'), await native.forward(x, s, 'embeds'))).toBeLessThan(1e-4);
+    await expectSameGrads(js, native, x, s, randomLabels(4, 3, 12), 1e-4);
+  });
+
+  it('agrees with native to ~1e-10 in float64', async () => {
+    const graph = otherOps();
+    const opts = { seed: 4, dtype: 'float64' } as const;
+    const [js, native] = [await createModelFromGraph(graph, 3, { ...opts, backend: 'js' }), await createModelFromGraph(graph, 3, opts)];
+    const s = [2, 3, 8, 8];
+    await expectSameGrads(js, native, Float64Array.from(randn(numel(s), 13)), s, randomLabels(2, 3, 14), 1e-10);
+  });
+
+  it('embed() matches transformers\' image_embeds from the HF fixture within 1e-4', async () => {
+    const m = await createModel({ backbone: 'clip_vit_tiny', numClasses: 5, weights: FIXTURE, backend: 'js' });
+    const emb = await m.embed(readF32(path.join(FIXTURE, 'input.f32')), [2, 3, 64, 64]);
+    expect(maxAbsDiff(emb, readF32(path.join(FIXTURE, 'image_embeds.f32')))).toBeLessThan(1e-4);
+  });
+
+  it('refuses a device other than cpu, and a disposed model', async () => {
+    await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 5, backend: 'js', device: 'cuda' }))
+      .rejects.toThrow(/js backend runs on device 'cpu' only, not 'cuda'/);
+    const m = await tiny('js');
+    expect(() => m.getParams(['nope'])).toThrow(/no parameter named 'nope'/);
+    expect(() => m.setParams({ 'head.bias': new Float32Array(2) })).toThrow(/params\['head\.bias'\]: expected 5 values/);
+    m.dispose();
+    await expect(m.predict(pixels, shape)).rejects.toThrow(/disposed/);
+  });
+});
+
+/** Central finite differences in float64 on the JS backend alone. */
+async function gradcheck(graph: Graph, classes: number) {
+  const m = await createModelFromGraph(graph, classes, { backend: 'js', dtype: 'float64', seed: 3 });
+  const [c, h, w] = graph.inputShape;
+  const s = [2, c, h, w];
+  const x = Float64Array.from(randn(numel(s), 11));
+  const y = randomLabels(2, classes, 12);
+  const { grads } = await m.lossAndGrads(x, s, y);
+  const params = m.getParams();
+  const rng = new Rng(5);
+  const eps = 1e-6;
+  let worst = 0;
+  for (const p of graph.params) {
+    const values = params[p.name] as Float64Array;
+    for (let t = 0; t < 3; t++) {
+      const i = Math.floor(rng.next() * values.length);
+      const orig = values[i];
+      const at = async (v: number) => {
+        values[i] = v;
+        m.setParams({ [p.name]: values });
+        return (await m.lossAndGrads(x, s, y)).loss;
+      };
+      const numeric = ((await at(orig + eps)) - (await at(orig - eps))) / (2 * eps);
+      await at(orig);
+      worst = Math.max(worst, Math.abs(numeric - grads[p.name][i]) / Math.max(1e-4, Math.abs(numeric) + Math.abs(grads[p.name][i])));
+    }
+  }
+  console.log(`JS gradcheck worst relative error ${worst.toExponential(2)}`);
+  return worst;
+}
+
+describe('JS backend, on its own', () => {
+  it('matches finite differences in float64 (clip_vit_tiny and the other ops)', async () => {
+    const { buildBackbone } = await import('../src/index.js');
+    expect(await gradcheck(buildBackbone('clip_vit_tiny', 4, 32), 4)).toBeLessThan(1e-5);
+    expect(await gradcheck(otherOps(), 3)).toBeLessThan(1e-5);
+  });
+
+  it('GEMM: every transpose, offsets, leading dimensions, edge tiles, K blocks, accumulate and alpha', () => {
+    const rng = new Rng(9);
+    for (const [M, N, K] of [[1, 1, 1], [5, 7, 3], [37, 29, 300], [130, 9, 513]]) {
+      for (const ta of [false, true]) {
+        for (const tb of [false, true]) {
+          const lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+          const A = Float64Array.from({ length: 3 + lda * (ta ? K : M) }, () => rng.normal());
+          const B = Float64Array.from({ length: 1 + ldb * (tb ? N : K) }, () => rng.normal());
+          const C1 = Float64Array.from({ length: 2 + ldc * M }, () => rng.normal());
+          const C2 = C1.slice();
+          gemm(M, N, K, mat(A, 3, lda, ta), mat(B, 1, ldb, tb), C1, 2, ldc, true, 0.5);
+          gemmNaive(M, N, K, mat(A, 3, lda, ta), mat(B, 1, ldb, tb), C2, 2, ldc, true, 0.5);
+          expect(maxAbsDiff(C1, C2), `${M}x${N}x${K} ${ta} ${tb}`).toBeLessThan(1e-10);
+        }
+      }
+    }
+  });
+});
