@@ -7,3 +7,6 @@ export { nativeInfo, setNumThreads, readTorchFile, libtorchBuild } from './backe
 export type { AdamState, Floats, OptimizerOptions, StepResult } from './backend/types.js';
 // export: ONNX fp32 / INT8 / IMX500 (src/export/)
 export * from './export/index.js';
+export { train, type TrainOptions, type TrainResult, type EpochReport, type Metrics } from './train/train.js';
+export { loadConfig, MODEL_KEYS, type ModelKey, type TrainingConfig } from './config/config.js';
+export { UsageError, ConfigError, DataError, InterruptedError } from './errors.js';

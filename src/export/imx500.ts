@@ -269,12 +269,16 @@ export function imx500Report(model: ModelProto): Imx500Report {
   const g = model.graph;
   const qdq = new Set(['QuantizeLinear', 'DequantizeLinear']);
   const init = new Map(g.initializer.map((t) => [t.name, t]));
+  // Weights: float initializers that compute nodes read, and the integer data of quantized ones (DequantizeLinear's
+  // input 0, MatMulInteger / ConvInteger's B); never scales or zero points (by position, and by the _scale /
+  // _zero_point names quantizers give those), shapes (int64) or scalars.
+  const intData: Record<string, number> = { DequantizeLinear: 0, MatMulInteger: 1, ConvInteger: 1 };
   const params = new Set<string>();
   for (const n of g.node) {
     n.input.forEach((x, i) => {
       const t = init.get(x);
-      if (!t || t.dims.length === 0 || t.dataType === DataType.INT64) return;
-      if (qdq.has(n.opType) ? (n.opType === 'DequantizeLinear' && i === 0) : t.dataType === DataType.FLOAT) params.add(x);
+      if (!t || t.dims.length === 0 || t.dataType === DataType.INT64 || /_(scale|zero_point)$/.test(x)) return;
+      if (t.dataType === DataType.FLOAT ? !qdq.has(n.opType) : intData[n.opType] === i) params.add(x);
     });
   }
   let parameters = 0;

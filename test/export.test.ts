@@ -1,0 +1,226 @@
+// ONNX export (fp32 from the graph IR), the IMX500 pass, INT8 quantization, parity in onnxruntime-node.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createModel, createModelFromGraph, decodeModel, emitOnnx, encodeModel, GraphBuilder, imx500Report, makeImx500Compatible,
+  metadataOf, onnxParity, onnxruntimeOpTypes, opHistogram, pennyMetadata, quantizeInt8, readModel, runOnnx, top1Agreement,
+  writeOnnxAtomic, type ModelProto, type PennyModel,
+} from '../src/index.js';
+import { randn, randomLabels } from './helpers.js';
+
+const S = 32, C = 5, N = 24;
+const px = 3 * S * S;
+const shapeOf = (b: number) => [b, 3, S, S];
+const x = randn(N * px, 11);
+const y = randomLabels(N, C, 12);
+let model: PennyModel;
+let fp32: ModelProto;
+let tmp: string;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'penny-export-'));
+  model = await createModel({ backbone: 'clip_vit_tiny', numClasses: C, imageSize: S, seed: 3, threads: 2 });
+  // a few steps so the logits are trained-looking (separated), not the near-uniform ones of random init
+  for (let i = 0; i < 25; i++) await model.trainStep(x, shapeOf(N), y, { lr: 2e-3 });
+  fp32 = emitOnnx(model.graph, model.getParams());
+});
+
+afterAll(() => {
+  model?.dispose();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const sub = (b: number, from = 0) => x.slice(from * px, (from + b) * px);
+
+describe('fp32 export', () => {
+  it('matches native predict() within 1e-4 in onnxruntime-node, at batch 1 and 3 (dynamic batch)', async () => {
+    const bytes = encodeModel(fp32);
+    for (const b of [1, 3]) {
+      const ref = await model.predict(sub(b, 2), shapeOf(b));
+      const { maxAbsDiff, logits } = await onnxParity(bytes, sub(b, 2), shapeOf(b), ref);
+      expect(logits.length).toBe(b * C);
+      expect(maxAbsDiff, `batch ${b}`).toBeLessThan(1e-4);
+    }
+  });
+
+  it('is opset 17 / IR 8 from penny-train, input `input` [batch,3,H,W], output `output` [batch,classes], weights as initializers', () => {
+    const m = decodeModel(encodeModel(fp32));
+    expect(m.irVersion).toBe(8);
+    expect(m.opsetImport).toEqual([{ domain: '', version: 17 }]);
+    expect(m.producerName).toBe('penny-train');
+    const dims = (v: ModelProto['graph']['input'][number]) => v.type.tensorType.shape.dim.map((d) => d.dimParam || d.dimValue);
+    expect(m.graph.input.map((i) => i.name)).toEqual(['input']);
+    expect(dims(m.graph.input[0])).toEqual(['batch', 3, S, S]);
+    expect(m.graph.output.map((o) => o.name)).toEqual(['output']);
+    expect(dims(m.graph.output[0])).toEqual(['batch', C]);
+    const names = new Set(m.graph.initializer.map((t) => t.name));
+    expect(names).toContain('vision_model.embeddings.patch_embedding.weight');
+    expect(names).toContain('head.weight');
+    expect(Object.keys(opHistogram(m))).toEqual(expect.arrayContaining(['Conv', 'LayerNormalization', 'MatMul', 'Softmax', 'Gemm', 'Expand']));
+  });
+
+  it('writes metadata_props that read back equal from the file', () => {
+    const labelMap = { obverse: 0, memorial: 1, shield: 2, wheat: 3, bicentennial: 4 };
+    const meta = pennyMetadata({ labelMap, modelType: 'side', backbone: 'clip_vit_tiny', imgSize: S,
+      mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711], pretrained: false });
+    const file = path.join(tmp, 'side_fp32.onnx');
+    writeOnnxAtomic(file, emitOnnx(model.graph, model.getParams(), { metadata: meta }));
+    const back = metadataOf(readModel(file));
+    expect(back).toEqual(meta);
+    expect(Object.keys(back)).toEqual(['label_map', 'model_type', 'backbone', 'img_size', 'mean', 'std', 'pretrained']);
+    expect(JSON.parse(back.label_map)).toEqual(labelMap);
+    expect(JSON.parse(back.mean)).toEqual([0.48145466, 0.4578275, 0.40821073]);
+  });
+
+  it('refuses a missing or mis-sized parameter', () => {
+    const params = model.getParams();
+    const { ['head.weight']: _, ...missing } = params;
+    expect(() => emitOnnx(model.graph, missing)).toThrow(/no value for parameter 'head.weight'/);
+    expect(() => emitOnnx(model.graph, { ...params, 'head.bias': new Float32Array(2) })).toThrow(/'head.bias' has 2 values/);
+  });
+});
+
+describe('writeOnnxAtomic', () => {
+  it('leaves nothing behind when the folder is missing', () => {
+    const file = path.join(tmp, 'missing', 'x.onnx');
+    expect(() => writeOnnxAtomic(file, encodeModel(fp32))).toThrow(/could not write .*x\.onnx/);
+    expect(fs.existsSync(path.dirname(file))).toBe(false);
+  });
+
+  it('removes its temporary file when the final rename fails, and never leaves a truncated .onnx', () => {
+    const dir = path.join(tmp, 'rename');
+    const file = path.join(dir, 'model.onnx');
+    fs.mkdirSync(path.join(file, 'occupied'), { recursive: true });   // the target is a non-empty folder
+    expect(() => writeOnnxAtomic(file, encodeModel(fp32))).toThrow(/could not write/);
+    expect(fs.readdirSync(dir)).toEqual(['model.onnx']);
+    expect(fs.statSync(file).isDirectory()).toBe(true);
+  });
+
+  it('replaces an existing file whole', () => {
+    const file = path.join(tmp, 'replace.onnx');
+    fs.writeFileSync(file, 'old');
+    const bytes = encodeModel(fp32);
+    writeOnnxAtomic(file, bytes);
+    expect(fs.statSync(file).size).toBe(bytes.length);
+    expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('makeImx500Compatible', () => {
+  const forbidden = /^(LayerNormalization|Gelu|FastGelu|BiasGelu|Erf|Attention|MultiHeadAttention|GroupQueryAttention)$/;
+
+  it('decomposes LayerNorm, keeps the outputs within 1e-4, fixes batch 1 and drops the Shape/Expand broadcast', async () => {
+    const imx = makeImx500Compatible(fp32);
+    const ops = Object.keys(opHistogram(imx));
+    expect(ops.filter((o) => forbidden.test(o) || o.includes(':'))).toEqual([]);
+    expect(ops).toEqual(expect.arrayContaining(['ReduceMean', 'Sqrt', 'Div', 'Sub', 'Sigmoid', 'Softmax', 'MatMul']));
+    expect(ops).not.toContain('Expand');
+    expect(ops).not.toContain('Shape');
+    expect(imx.graph.input[0].type.tensorType.shape.dim[0].dimValue).toBe(1);
+    const ref = await model.predict(sub(1, 5), shapeOf(1));
+    expect((await onnxParity(imx, sub(1, 5), shapeOf(1), ref)).maxAbsDiff).toBeLessThan(1e-4);
+    expect(fp32.graph.node.some((n) => n.opType === 'LayerNormalization')).toBe(true);   // the input is untouched
+  });
+
+  it('keeps a dynamic batch on request', async () => {
+    const imx = makeImx500Compatible(fp32, { batch: 'dynamic' });
+    const ref = await model.predict(sub(3), shapeOf(3));
+    expect((await onnxParity(imx, sub(3), shapeOf(3), ref)).maxAbsDiff).toBeLessThan(1e-4);
+  });
+
+  it('rewrites exact GELU (Erf) into Sigmoid/Mul within the tanh approximation', async () => {
+    const g = new GraphBuilder('pixels');
+    let h = g.op('conv2d', [g.input, g.param('c.weight', [8, 3, 4, 4], { kind: 'normal', std: 0.3 }, true),
+      g.param('c.bias', [8], { kind: 'normal', std: 0.3 }, false)], { stride: 4, padding: 0 });
+    h = g.op('relu6', [g.op('reshape', [g.op('gelu', [h], {})], { shape: [0, -1] })], {});
+    const e = g.linear(g.op('relu', [h], {}), 'proj', 8 * 4 * 4, 6, { weight: { kind: 'normal', std: 0.2 } }, 'embeds');
+    const logits = g.linear(g.op('softmax', [e], { axis: -1 }), 'head', 6, 3, { weight: { kind: 'normal', std: 0.5 } }, 'logits');
+    const graph = g.build([3, 16, 16], { embeds: e, logits });
+    const m = await createModelFromGraph(graph, 3, { seed: 4 });
+    try {
+      const px16 = randn(4 * 3 * 16 * 16, 5), shape = [4, 3, 16, 16];
+      const ref = await m.predict(px16, shape);
+      const onnx = emitOnnx(graph, m.getParams());
+      expect(Object.keys(opHistogram(onnx))).toContain('Erf');
+      expect((await onnxParity(onnx, px16, shape, ref)).maxAbsDiff).toBeLessThan(1e-5);
+      const imx = makeImx500Compatible(onnx, { batch: 'dynamic' });
+      expect(Object.keys(opHistogram(imx)).filter((o) => forbidden.test(o))).toEqual([]);
+      expect((await onnxParity(imx, px16, shape, ref)).maxAbsDiff).toBeLessThan(1e-3);
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('reports op types, parameters and the int8 size against the 8 MB sensor memory', () => {
+    const r = imx500Report(makeImx500Compatible(fp32));
+    expect(r.parameters).toBe(model.parameterCount);
+    expect(r.int8WeightBytes).toBe(model.parameterCount);
+    expect(r.fits).toBe(true);
+    expect(r.unsupportedOps).toEqual([]);
+    expect(r.opTypes.ReduceMean).toBeGreaterThan(0);
+    expect(r.text).toMatch(/op types: .*MatMul/);
+    // a ViT-B/32-sized weight (88M parameters) cannot fit: said plainly
+    const big: ModelProto = { ...fp32, graph: { ...fp32.graph, initializer: [{ name: 'w', dims: [88_000, 1000], dataType: 1 }],
+      node: [{ opType: 'MatMul', input: ['input', 'w'], output: ['output'] }] } };
+    const rb = imx500Report(big);
+    expect(rb.fits).toBe(false);
+    expect(rb.statement).toMatch(/cannot fit on the IMX500.*83\.9 MB.*8\.0 MB/);
+  });
+});
+
+describe('int8', () => {
+  const calibration = () => [{ data: sub(12), shape: shapeOf(12) }, { data: sub(12, 12), shape: shapeOf(12) }];
+  let ref: Float32Array;
+  beforeAll(async () => { ref = (await model.predict(x, shapeOf(N))) as Float32Array; });
+
+  for (const [mode, method] of [['static', 'minmax'], ['static', 'percentile'], ['dynamic', undefined]] as const) {
+    it(`${mode}${method ? ` (${method})` : ''} runs on integer kernels and agrees on top-1 with fp32 on >= 95%`, async () => {
+      const { model: q, stats } = await quantizeInt8(fp32, { mode, method, calibration: calibration() });
+      const bytes = encodeModel(q);
+      expect(bytes.length).toBeLessThan(0.4 * encodeModel(fp32).length);
+      expect(stats.quantizedNodes.MatMul).toBeGreaterThanOrEqual(12);
+      expect(imx500Report(q).parameters).toBe(model.parameterCount);
+      const logits = await runOnnx(bytes, x, shapeOf(N));
+      expect(top1Agreement(logits, ref, C)).toBeGreaterThanOrEqual(0.95);
+      // what onnxruntime runs after its fusions: integer kernels, per-channel weights included
+      const kernels = await onnxruntimeOpTypes(bytes);
+      if (mode === 'static') {
+        expect(stats.calibrationSamples).toBe(N);
+        expect(Object.keys(kernels)).toEqual(expect.arrayContaining(['QLinearConv', 'com.microsoft:MatMulIntegerToFloat', 'com.microsoft:QGemm']));
+        expect(kernels.MatMul ?? 0).toBe(0);   // attention's activation x activation MatMuls too
+      } else {
+        const integer = (kernels['com.microsoft:DynamicQuantizeMatMul'] ?? 0) + (kernels['com.microsoft:MatMulIntegerToFloat'] ?? 0);
+        expect(integer).toBe(12 + 2);   // q, k, v, out, fc1, fc2 of 2 layers, projection, head
+      }
+    });
+  }
+
+  it('percentile calibration clips the tails that min-max keeps', async () => {
+    const scaleOf = (m: ModelProto) => {
+      const t = m.graph.initializer.find((i) => i.name === 'input_scale')!;
+      return new Float32Array(new Uint8Array(t.rawData!).buffer)[0];
+    };
+    const minmax = await quantizeInt8(fp32, { calibration: calibration() });
+    const pct = await quantizeInt8(fp32, { calibration: calibration(), method: 'percentile', percentile: 99 });
+    // the input is N(0, 1): min-max spans about +-4.5, the 1% tails about +-2.6
+    expect(scaleOf(pct.model)).toBeLessThan(0.7 * scaleOf(minmax.model));
+    expect(scaleOf(pct.model)).toBeGreaterThan(0.4 * scaleOf(minmax.model));
+  });
+
+  it('quantizes the IMX500 graph too (batch-1 calibration)', async () => {
+    const { model: q } = await quantizeInt8(makeImx500Compatible(fp32), { calibration: calibration() });
+    const r1 = await model.predict(sub(1, 3), shapeOf(1));
+    const l1 = await runOnnx(q, sub(1, 3), shapeOf(1));
+    expect(top1Agreement(l1, r1, C)).toBe(1);
+  });
+
+  it('refuses too few calibration images, or none', async () => {
+    await expect(quantizeInt8(fp32, { calibration: [{ data: sub(4), shape: shapeOf(4) }] }))
+      .rejects.toThrow(/needs at least 16 calibration images, got 4/);
+    await expect(quantizeInt8(fp32, { mode: 'static' })).rejects.toThrow(/needs at least 16 calibration images, got 0/);
+    await expect(quantizeInt8(fp32, { calibration: [{ data: sub(2), shape: shapeOf(2) }], minCalibrationSamples: 8 }))
+      .rejects.toThrow(/at least 8 calibration images, got 2/);
+  });
+});
