@@ -3,7 +3,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
-import { train } from './train/train.js';
+import { exportCheckpoint, train } from './train/train.js';
 
 // sharp's decoding and the native steps share libuv's pool: give it room before anything starts it.
 process.env.UV_THREADPOOL_SIZE ??= '8';
@@ -30,7 +30,7 @@ const positiveInt = (name: string) => (v: string) => {
 export function buildProgram(): Command {
   const program = new Command('penny-train')
     .description('Train a Penny AI classifier (side, orientation, date, mint) and export it to ONNX (fp32, int8).')
-    .addOption(new Option('-m, --model_key <key>', 'the model to train (a section of the config)').choices(MODEL_KEYS).makeOptionMandatory())
+    .addOption(new Option('-m, --model_key <key>', 'the model to train (a section of the config)').choices(MODEL_KEYS))
     .option('--epochs <n>', 'override num_epochs', positiveInt('--epochs'))
     .option('--batch_size <n>', 'override batch_size (alias --batch-size)', positiveInt('--batch_size'))
     .option('--device <device>', 'cpu, cuda or cuda:N (default: the config\'s, else cuda when available, else cpu)')
@@ -39,6 +39,7 @@ export function buildProgram(): Command {
     .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
+    .enablePositionalOptions()
     .showHelpAfterError('(penny-train --help shows the usage)')
     .addHelpText('after', `
 Outputs (relative to the working directory):
@@ -52,6 +53,7 @@ Exit status: 0 done, 2 bad usage, config or data, 130 interrupted (Ctrl-C; _last
 Example (the original's sanity run):
   penny-train -m side --epochs 1 --batch_size 8 --device cpu --data_examples`)
     .action(async (o) => {
+      if (!o.model_key) program.error("error: required option '-m, --model_key <key>' not specified", { exitCode: 2 });
       const controller = new AbortController();
       let interrupts = 0;
       process.on('SIGINT', () => {
@@ -62,6 +64,20 @@ Example (the original's sanity run):
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
         dataExamples: o.data_examples, backend: o.backend, threads: o.threads, signal: controller.signal,
+      });
+    });
+  program.command('export')
+    .description('re-export a checkpoint to ONNX (fp32, int8) without training, as the end of a training run does')
+    .requiredOption('--checkpoint <path.pt>', 'a penny-train checkpoint (output/checkpoints/<model>_best.pt)')
+    .option('--config_file <path>', 'the master config (alias --config-file)', DEFAULT_CONFIG_FILE)
+    .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
+    .option('--device <device>', 'cpu, cuda or cuda:N')
+    .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
+    .option('--threads <n>', 'LibTorch intra-op threads', positiveInt('--threads'))
+    .showHelpAfterError('(penny-train export --help shows the usage)')
+    .action(async (o) => {
+      await exportCheckpoint(o.checkpoint, {
+        configFile: o.config_file, dataExamples: o.data_examples, device: o.device, backend: o.backend, threads: o.threads,
       });
     });
   return program;

@@ -16,6 +16,9 @@ describe('penny-train CLI', () => {
     expect(out).toMatch(/^Model head: Linear\(in_features=64, out_features=5\)$/m);
     expect(out).toMatch(/^Epoch 1\/1 Summary: Train Loss: \d+\.\d{4}, Val Loss: \d+\.\d{4}, Val Acc: [01]\.\d{4}, Val F1 \(Macro\): [01]\.\d{4}, Duration: \d+\.\ds$/m);
     expect(r.stderr).toMatch(/WARNING: no pretrained weights for clip_vit_tiny/);
+    const exported = [...out.matchAll(/^Exported: (models\/side\/side_\d{8}-\d{6}_(fp32|int8)\.onnx)$/gm)];
+    expect(exported.map((m) => m[2])).toEqual(['fp32', 'int8']);
+    for (const [, file] of exported) expect(fs.statSync(path.join(cwd, file)).size).toBeGreaterThan(1000);
     const files = listFiles(path.join(cwd, 'output'));
     expect(files).toEqual(expect.arrayContaining(['checkpoints/side_last.pt', 'checkpoints/side_best.pt', 'label_maps/side_label_map.json']));
     const logFile = files.find((f) => /^training_logs\/side_\d{8}-\d{6}\.log$/.test(f));
@@ -26,10 +29,26 @@ describe('penny-train CLI', () => {
     expect(JSON.parse(fs.readFileSync(path.join(cwd, 'output/label_maps/side_label_map.json'), 'utf8'))['4']).toBe('bicentennial');
   });
 
+  it('re-exports a checkpoint with `export`, and refuses one that does not fit the config', async () => {
+    const { cwd, config } = scratchRun();
+    expect((await runCli([...SANITY, '-m', 'mint', '--config_file', config], cwd)).code).toBe(0);
+    const r = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--config_file', config, '--data_examples'], cwd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ONNX parity \(onnxruntime vs native, \d+ val images\): max \|diff\| /m);
+    expect(r.stdout).toMatch(/^Exported: models\/mint\/mint_\d{8}-\d{6}_fp32\.onnx$/m);
+    expect(r.stdout).toMatch(/^Exported: models\/mint\/mint_\d{8}-\d{6}_int8\.onnx$/m);
+    const other = scratchRun((y) => y.replaceAll('backbone: clip_vit_tiny', 'backbone: coin_clip_vit_b32'));
+    fs.cpSync(path.join(cwd, 'output'), path.join(other.cwd, 'output'), { recursive: true });
+    const bad = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--config_file', other.config, '--data_examples'], other.cwd);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/mint_best\.pt holds a clip_vit_tiny model, but the config asks for coin_clip_vit_b32/);
+    expect(listFiles(path.join(other.cwd, 'models'))).toEqual([]);
+  });
+
   it('prints a true --help and exits 0', async () => {
     const r = await runCli(['--help'], process.cwd());
     expect(r.code).toBe(0);
-    for (const flag of ['--model_key', '--epochs', '--resume', '--device', '--config_file', '--data_examples', '--batch_size', '--batch-size']) {
+    for (const flag of ['--model_key', '--epochs', '--resume', '--device', '--config_file', '--data_examples', '--batch_size', '--batch-size', 'export']) {
       expect(r.stdout).toContain(flag);
     }
   });

@@ -15,3 +15,4 @@ export {
 export {
   createSession, onnxParity, onnxruntimeOpTypes, runOnnx, top1Agreement, type OnnxSource, type ParityResult, type SessionOptions,
 } from './parity.js';
+export { exportModels, PARITY_LIMIT, type ExportContext, type ExportResult } from './deploy.js';

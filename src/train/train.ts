@@ -9,6 +9,7 @@ import type { ImageSpec } from '../data/images.js';
 import { labelMap as labelMapOf } from '../data/labels.js';
 import { batchCount, batches } from '../data/loader.js';
 import { InterruptedError, UsageError } from '../errors.js';
+import { exportModels, type ExportResult } from '../export/deploy.js';
 import { getBackbone } from '../model/backbones.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
@@ -82,16 +83,16 @@ export function resolveConfig(modelKey: string, o: TrainOptions): TrainingConfig
     (cfg as Record<string, unknown>)[key] = value;
   }
   if (o.dataExamples) cfg.data_root = 'data_examples/';
+  if (cfg.qat) {
+    throw new UsageError(`${configFile}: ${modelKey}.qat is true, but quantization-aware training is not available yet; ` +
+      'set qat: false (post-training quantization runs when quantize: true)');
+  }
   return { ...cfg, configFile };
 }
 
 export async function train(modelKey: ModelKey | string, options: TrainOptions = {}): Promise<TrainResult> {
   const cfg = resolveConfig(modelKey, options);
   const key = cfg.model_type;
-  if (cfg.qat) {
-    throw new UsageError(`${cfg.configFile}: ${key}.qat is true, but quantization-aware training is not available yet; ` +
-      'set qat: false (post-training quantization runs when quantize: true)');
-  }
   const device = cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
   const labelMap = labelMapOf(key);
   const numClasses = Object.keys(labelMap).length;
@@ -136,7 +137,7 @@ function checkResumable(c: Checkpoint, cfg: TrainingConfig, numClasses: number, 
 }
 
 async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, log: RunLog, labelMap: Record<string, string>,
-  _stamp: string, resume: Checkpoint | null, pretrained: string | null, options: TrainOptions): Promise<TrainResult> {
+  stamp: string, resume: Checkpoint | null, pretrained: string | null, options: TrainOptions): Promise<TrainResult> {
   const key = cfg.model_type;
   const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
   const stepsPerEpoch = batchCount(index.train.length, cfg.batch_size);
@@ -203,12 +204,39 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   fs.mkdirSync(path.dirname(labelFile), { recursive: true });
   fs.writeFileSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
 
+  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log });
   return {
     bestValF1,
     test: { loss: test.loss, acc: test.acc, f1Macro: test.f1Macro },
     checkpoints: { last, best },
-    onnx: {},
+    onnx: { fp32: onnx.fp32, int8: onnx.int8 },
     labelMap,
     log: log.file,
   };
+}
+
+/**
+ * Re-exports a checkpoint without training (`penny-train export --checkpoint`): the config names the data used for
+ * the parity check, calibration and the INT8 comparison; the checkpoint must fit it.
+ */
+export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOptions, 'resume' | 'epochs' | 'signal' | 'onEpoch'> = {}): Promise<ExportResult> {
+  const ckpt = await loadCheckpoint(checkpoint);
+  const cfg = resolveConfig(ckpt.config?.model_type ?? '', options);
+  const labelMap = labelMapOf(cfg.model_type);
+  checkResumable(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  const index = await buildIndex(cfg);
+  const stamp = timestamp();
+  const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
+  log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
+  const device = cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
+  const model = await createModel({
+    backbone: cfg.backbone, numClasses: ckpt.numClasses, device, backend: cfg.backend, imageSize: cfg.img_size[0],
+    threads: cfg.threads ?? undefined,
+  });
+  try {
+    model.setParams(ckpt.params);
+    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log });
+  } finally {
+    model.dispose();
+  }
 }

@@ -1,0 +1,126 @@
+// After training (or from a checkpoint): the fp32 ONNX with its parity check against the native model, the IMX500
+// pass and report, and the INT8 model with its evaluation against fp32 — one code path for `train` and `export`.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TrainingConfig } from '../config/config.js';
+import type { DatasetIndex, Sample } from '../data/dataset.js';
+import type { ImageSpec } from '../data/images.js';
+import { batches, type Batch } from '../data/loader.js';
+import { UsageError } from '../errors.js';
+import type { PennyModel } from '../model/model.js';
+import type { RunLog } from '../train/log.js';
+import { argmaxRows, macroF1 } from '../train/metrics.js';
+import { imx500Report, makeImx500Compatible } from './imx500.js';
+import { quantizeInt8 } from './int8.js';
+import { modelToOnnx, pennyMetadata, writeOnnxAtomic } from './onnx.js';
+import { encodeModel, withMetadata, type ModelProto } from './onnx-proto.js';
+import { createSession, onnxParity, runOnnx, top1Agreement } from './parity.js';
+
+/** Above this max |onnxruntime - native| on a validation batch the export is an error. */
+export const PARITY_LIMIT = 1e-3;
+const PARITY_IMAGES = 8;
+
+export interface ExportContext {
+  model: PennyModel;
+  cfg: TrainingConfig;
+  index: DatasetIndex;
+  labelMap: Record<string, string>;
+  stamp: string;
+  pretrained: string | null;
+  log: RunLog;
+}
+
+export interface ExportResult {
+  fp32: string;
+  int8?: string;
+  parityMaxAbsDiff: number;
+}
+
+async function collect(samples: readonly Sample[], spec: ImageSpec, batchSize: number, workers: number): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of batches(samples, { batchSize, spec, augment: null, seed: 0, epoch: 0, workers })) out.push(b);
+  return out;
+}
+
+export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
+  const { model, cfg, index, labelMap, stamp, log } = ctx;
+  const key = cfg.model_type;
+  const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
+  const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
+  if (cfg.quantize && cfg.quantize_mode === 'static' && calibrationCount < 16) {
+    throw new UsageError(`static INT8 needs at least 16 calibration images; the ${key} train split has ${index.train.length} ` +
+      `(calibration_samples: ${cfg.calibration_samples}). Add images, or set quantize_mode: dynamic`);
+  }
+  const metadata = pennyMetadata({
+    labelMap, modelType: key, backbone: cfg.backbone, imgSize: cfg.img_size[0], mean: cfg.mean, std: cfg.std,
+    pretrained: ctx.pretrained ?? 'none (random init)',
+  });
+  let fp32 = modelToOnnx(model, { metadata });
+  if (cfg.imx500_compatible) {
+    fp32 = makeImx500Compatible(fp32, { batch: 'dynamic' });
+    // The file keeps its dynamic batch; the sensor runs batch 1, where the batch-size plumbing folds away.
+    for (const line of imx500Report(makeImx500Compatible(fp32, { batch: 1 })).text.split('\n')) log.info(line);
+  }
+
+  // Parity on real validation images: onnxruntime against the native model.
+  const [val] = await collect(index.val.slice(0, PARITY_IMAGES), spec, PARITY_IMAGES, 1);
+  const { maxAbsDiff } = await onnxParity(fp32, val.pixels, val.shape, await model.predict(val.pixels, val.shape));
+  log.info(`ONNX parity (onnxruntime vs native, ${val.labels.length} val images): max |diff| ${maxAbsDiff.toExponential(2)}`);
+  if (!(maxAbsDiff <= PARITY_LIMIT)) {
+    throw new Error(`ONNX export of ${key} failed its parity check: max |onnxruntime - native| = ${maxAbsDiff} > ${PARITY_LIMIT}; no file written`);
+  }
+  fp32 = withMetadata(fp32, { parity_max_abs_diff: String(maxAbsDiff), parity_images: String(val.labels.length) });
+
+  const dir = cfg.output_dir;
+  fs.mkdirSync(dir, { recursive: true });
+  const fp32File = path.join(dir, `${key}_${stamp}_fp32.onnx`);
+  const fp32Bytes = encodeModel(fp32);
+  writeOnnxAtomic(fp32File, fp32Bytes);
+  log.info(`Exported: ${fp32File}`);
+  if (!cfg.quantize) return { fp32: fp32File, parityMaxAbsDiff: maxAbsDiff };
+
+  const calibration = cfg.quantize_mode === 'static'
+    ? (await collect(index.train.slice(0, calibrationCount), spec, 8, cfg.num_workers)).map((b) => ({ data: b.pixels, shape: b.shape }))
+    : undefined;
+  const { model: q } = await quantizeInt8(fp32, { mode: cfg.quantize_mode, method: cfg.calibration_method, calibration });
+  const int8 = withMetadata(q, {
+    quantization: cfg.quantize_mode === 'static'
+      ? `static QDQ, ${cfg.calibration_method} on ${calibrationCount} train images` : 'dynamic',
+  });
+  const int8File = path.join(dir, `${key}_${stamp}_int8.onnx`);
+  const int8Bytes = encodeModel(int8);
+  writeOnnxAtomic(int8File, int8Bytes);
+  log.info(`Exported: ${int8File}`);
+  await compare(fp32Bytes, int8Bytes, await collect(index.test, spec, 8, cfg.num_workers), model.numClasses, log);
+  return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff };
+}
+
+/** fp32 against int8 on the test split: accuracy, macro-F1, top-1 agreement, size and onnxruntime speed. */
+async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], classes: number, log: RunLog): Promise<void> {
+  if (!test.length) {
+    log.info('INT8 vs fp32: the test split is empty, nothing to compare');
+    return;
+  }
+  const labels = test.flatMap((b) => [...b.labels]);
+  const results = [];
+  for (const bytes of [fp32, int8]) {
+    const session = await createSession(bytes);
+    const logits: number[] = [];
+    let seconds = 0;
+    for (const b of test) {
+      const t = performance.now();
+      logits.push(...await runOnnx(session, b.pixels, b.shape));
+      seconds += (performance.now() - t) / 1000;
+    }
+    const pred = argmaxRows(logits, labels.length, classes);
+    const acc = labels.filter((l, i) => l === pred[i]).length / labels.length;
+    results.push({ logits, acc, f1: macroF1(labels, [...pred]), imgPerSec: labels.length / seconds, mb: bytes.length / 2 ** 20 });
+  }
+  const [f, q] = results;
+  log.info(`INT8 vs fp32 on ${labels.length} test images: acc ${q.acc.toFixed(4)} vs ${f.acc.toFixed(4)}, ` +
+    `F1 (Macro) ${q.f1.toFixed(4)} vs ${f.f1.toFixed(4)}, top-1 agreement ${top1Agreement(q.logits, f.logits, classes).toFixed(4)}, ` +
+    `size ${q.mb.toFixed(1)} MB vs ${f.mb.toFixed(1)} MB (${(q.mb / f.mb).toFixed(3)}x), ` +
+    `onnxruntime ${q.imgPerSec.toFixed(1)} vs ${f.imgPerSec.toFixed(1)} img/s`);
+}
+
+export type { ModelProto };
