@@ -1,0 +1,45 @@
+// The exported files of a trained clip_vit_tiny compute what the native model computes.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/config.js';
+import { buildIndex } from '../src/data/dataset.js';
+import { batches } from '../src/data/loader.js';
+import { metadataOf, readModel, runOnnx, top1Agreement } from '../src/export/index.js';
+import { createModel } from '../src/model/model.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { train } from '../src/train/train.js';
+import { maxAbsDiff, scratchRun } from './helpers.js';
+
+const home = process.cwd();
+afterAll(() => process.chdir(home));
+
+describe('exported models of a trained clip_vit_tiny', () => {
+  for (const mode of ['static', 'dynamic'] as const) {
+    it(`fp32 matches native within 1e-4, carries the label map, and ${mode} int8 agrees on >= 95% of test images`, async () => {
+      const { cwd, config } = scratchRun((y) => y.replace(/num_epochs: \d+/g, 'num_epochs: 4').replaceAll('quantize_mode: static', `quantize_mode: ${mode}`));
+      process.chdir(cwd);
+      const r = await train('side', { configFile: config, dataExamples: true, batchSize: 16, quiet: true });
+      expect(r.onnx.fp32).toMatch(/^models\/side\/side_\d{8}-\d{6}_fp32\.onnx$/);
+      const meta = metadataOf(readModel(r.onnx.fp32!));
+      expect(JSON.parse(meta.label_map)).toEqual(r.labelMap);
+      expect(meta).toMatchObject({ model_type: 'side', backbone: 'clip_vit_tiny', img_size: '32', pretrained: 'none (random init)' });
+      expect(Number(meta.parity_max_abs_diff)).toBeLessThan(1e-4);
+
+      const cfg = { ...loadConfig('side', config), data_root: 'data_examples/' };
+      const test = (await buildIndex(cfg)).test;
+      const model = await createModel({ backbone: 'clip_vit_tiny', numClasses: 5, imageSize: 32 });
+      model.setParams((await loadCheckpoint(r.checkpoints.best)).params);
+      const native: number[] = [], fp32: number[] = [], int8: number[] = [];
+      for await (const b of batches(test, { batchSize: 8, spec: { size: 32, mean: cfg.mean, std: cfg.std }, augment: null, seed: 0, epoch: 0, workers: 1 })) {
+        native.push(...await model.predict(b.pixels, b.shape));
+        fp32.push(...await runOnnx(r.onnx.fp32!, b.pixels, b.shape));
+        int8.push(...await runOnnx(r.onnx.int8!, b.pixels, b.shape));
+      }
+      expect(maxAbsDiff(fp32, native)).toBeLessThan(1e-4);
+      expect(top1Agreement(int8, fp32, 5)).toBeGreaterThanOrEqual(0.95);
+      expect(fs.statSync(r.onnx.int8!).size).toBeLessThan(0.5 * fs.statSync(r.onnx.fp32!).size);
+      expect(path.basename(r.onnx.int8!)).toBe(path.basename(r.onnx.fp32!).replace('_fp32', '_int8'));
+    });
+  }
+});
