@@ -13,7 +13,7 @@ bool parseOp(const std::string& s, Op* op) {
       {"gelu", Op::Gelu},           {"relu", Op::Relu},             {"relu6", Op::Relu6},
       {"softmax", Op::Softmax},     {"attention", Op::Attention},   {"reshape", Op::Reshape},
       {"transpose", Op::Transpose}, {"concat", Op::Concat},         {"slice", Op::Slice},
-      {"expand_batch", Op::ExpandBatch},
+      {"expand_batch", Op::ExpandBatch}, {"mean", Op::Mean},
   };
   auto it = ops.find(s);
   if (it == ops.end()) return false;
@@ -113,6 +113,8 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s) {
     }
     case Op::Slice:
       return x.slice(n.ints[0], n.ints[1], n.ints[2]);
+    case Op::Mean:
+      return x.mean(n.ints);
     case Op::ExpandBatch: {
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
       shape[0] = s[n.inputs[1]].size(0);

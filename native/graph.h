@@ -12,7 +12,7 @@ namespace penny {
 
 enum class Op {
   Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, Attention,
-  Reshape, Transpose, Concat, Slice, ExpandBatch,
+  Reshape, Transpose, Concat, Slice, ExpandBatch, Mean,
 };
 
 struct Node {

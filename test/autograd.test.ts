@@ -61,6 +61,10 @@ describe('native autograd', () => {
     expect(await gradcheck(buildBackbone('clip_vit_tiny', 4, 32), 4)).toBeLessThan(1e-5);
   });
 
+  it('matches finite differences on cnn_small (strided padded convs, relu, mean pooling)', async () => {
+    expect(await gradcheck(buildBackbone('cnn_small', 3, 16), 3)).toBeLessThan(1e-5);
+  });
+
   it('matches finite differences on gelu, relu, relu6, mul, softmax and a padded conv', async () => {
     expect(await gradcheck(otherOps(), 3)).toBeLessThan(1e-5);
   });

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gemm, gemmNaive, mat } from '../src/backend/js/matmul.js';
-import { createModel, createModelFromGraph, GraphBuilder, type Floats, type Graph, type PennyModel } from '../src/index.js';
+import { buildBackbone, createModel, createModelFromGraph, GraphBuilder, type Floats, type Graph, type PennyModel } from '../src/index.js';
 import { numel } from '../src/model/graph.js';
 import { Rng } from '../src/util/rng.js';
 import { FIXTURE, maxAbsDiff, randomLabels, randn, readF32 } from './helpers.js';
@@ -127,6 +127,15 @@ describe('JS backend against native', () => {
     const x = randn(numel(s), 11);
     expect(rel(await js.forward(x, s, 'embeds'), await native.forward(x, s, 'embeds'))).toBeLessThan(1e-4);
     await expectSameGrads(js, native, x, s, randomLabels(4, 3, 12), 1e-4);
+  });
+
+  it('cnn_small (strided padded convs, relu, mean pooling): forward and gradients', async () => {
+    const graph = buildBackbone('cnn_small', 4, 16);
+    const [js, native] = [await createModelFromGraph(graph, 4, { backend: 'js', seed: 5 }), await createModelFromGraph(graph, 4, { seed: 5 })];
+    const s = [3, 3, 16, 16];
+    const x = randn(numel(s), 13);
+    expect(rel(await js.predict(x, s), await native.predict(x, s))).toBeLessThan(1e-4);
+    await expectSameGrads(js, native, x, s, randomLabels(3, 4, 14), 1e-4);
   });
 
   it('agrees with native to ~1e-10 in float64', async () => {

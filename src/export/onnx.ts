@@ -108,6 +108,11 @@ export function inferShapes(graph: Graph, batch: number | null = null): Map<stri
         break;
       }
       case 'expand_batch': out = [ins[1]![0], ...x.slice(1)]; break;
+      case 'mean': {
+        const axes = (n.attrs as OpAttrs['mean']).axes.map((a) => axisOf(a, x.length));
+        out = x.filter((_, i) => !axes.includes(i));
+        break;
+      }
       default: out = [...x];   // elementwise, layer_norm, softmax, attention ([B,T,C] like q)
     }
     shapes.set(n.output, out);
@@ -321,6 +326,9 @@ function lowerNode(n: GraphNode, b: OnnxBuilder, value: (v: string) => string, o
       b.node('Expand', [x, target], [out]);
       return;
     }
+    case 'mean':
+      b.node('ReduceMean', [x], [out], [attrInts('axes', (n.attrs as OpAttrs['mean']).axes), attrInt('keepdims', 0)]);
+      return;
     default: {
       const never: never = op;
       throw new Error(`emitOnnx: op '${String(never)}' has no ONNX lowering`);

@@ -1,25 +1,44 @@
 // The backbones penny-train knows, by the names the config and createModel() use.
 import { buildClipVit, type ClipVisionConfig } from './clip.js';
+import { buildCnn, type CnnConfig } from './cnn.js';
 import type { Graph } from './graph.js';
 
-export interface Backbone {
+export type Backbone = ClipBackbone | CnnBackbone;
+
+interface ClipBackbone {
   name: string;
+  kind: 'clip';
   config: ClipVisionConfig;
   /** the pretrained weights the config points at by default (a Hugging Face repo) */
   hfRepo?: string;
+}
+
+interface CnnBackbone {
+  name: string;
+  kind: 'cnn';
+  config: CnnConfig;
+  hfRepo?: undefined;
 }
 
 export const BACKBONES = {
   /** CLIP ViT-B/32 vision tower, as in coin-clip (breezedeus/coin-clip-vit-base-patch32). */
   coin_clip_vit_b32: {
     name: 'coin_clip_vit_b32',
+    kind: 'clip',
     config: { imageSize: 224, patchSize: 32, width: 768, layers: 12, heads: 12, mlp: 3072, projection: 512, eps: 1e-5 },
     hfRepo: 'breezedeus/coin-clip-vit-base-patch32',
   },
   /** The same architecture, tiny: for tests and quick CPU runs. */
   clip_vit_tiny: {
     name: 'clip_vit_tiny',
+    kind: 'clip',
     config: { imageSize: 64, patchSize: 16, width: 64, layers: 2, heads: 4, mlp: 256, projection: 64, eps: 1e-5 },
+  },
+  /** A small CNN that learns from scratch in minutes on a CPU (no pretrained weights exist for it). */
+  cnn_small: {
+    name: 'cnn_small',
+    kind: 'cnn',
+    config: { imageSize: 64, channels: [32, 64, 128, 128], projection: 128 },
   },
 } satisfies Record<string, Backbone>;
 
@@ -39,5 +58,6 @@ export function getBackbone(name: string): Backbone {
 export function buildBackbone(name: string, numClasses: number, imageSize?: number): Graph {
   const b = getBackbone(name);
   if (!Number.isInteger(numClasses) || numClasses < 2) throw new TypeError(`numClasses must be an integer >= 2, got ${numClasses}`);
-  return buildClipVit({ ...b.config, imageSize: imageSize ?? b.config.imageSize }, numClasses);
+  const size = imageSize ?? b.config.imageSize;
+  return b.kind === 'clip' ? buildClipVit({ ...b.config, imageSize: size }, numClasses) : buildCnn({ ...b.config, imageSize: size }, numClasses);
 }

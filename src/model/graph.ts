@@ -19,6 +19,7 @@ export interface OpAttrs {
   concat: { axis: number };                       // inputs: any number
   slice: { axis: number; start: number; end: number };
   expand_batch: Record<string, never>;            // inputs: t [1, ...], ref: t repeated to ref's batch size
+  mean: { axes: number[] };                       // over a contiguous, ascending run of axes, which are dropped
 }
 export type OpName = keyof OpAttrs;
 

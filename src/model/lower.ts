@@ -29,6 +29,10 @@ const PACK: { [K in OpName]?: Packer<K> } = {
   transpose: (a) => ({ ints: a.perm }),
   concat: (a) => ({ ints: [a.axis] }),
   slice: (a) => ({ ints: [a.axis, a.start, a.end] }),
+  mean: (a) => {
+    if (!a.axes.length || a.axes.some((d, i) => i > 0 && d !== a.axes[i - 1] + 1)) throw new Error(`graph: mean axes ${JSON.stringify(a.axes)} must be a contiguous ascending run`);
+    return { ints: a.axes };
+  },
 };
 
 export function lowerGraph(g: Graph): LoweredGraph {

@@ -6,6 +6,7 @@ import type { Kernel } from './kernel.js';
 import { conv2d, linear } from './linear.js';
 import { layerNorm } from './norm.js';
 import { concat, expandBatch, reshape, slice, transpose } from './shape.js';
+import { mean } from './mean.js';
 import { softmax } from './softmax.js';
 
 export const KERNELS: { [K in OpName]: Kernel<K> } = {
@@ -25,6 +26,7 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   concat,
   slice,
   expand_batch: expandBatch,
+  mean,
 };
 
 export type { Kernel } from './kernel.js';

@@ -1,0 +1,30 @@
+// A small convolutional backbone: quick to train from scratch on a CPU, for the learning benchmark and for users
+// without pretrained CLIP weights. Four 3x3 conv + ReLU stages, global average pooling, a projection, the head.
+// Init: Kaiming-normal convs (fan-in, ReLU gain), PyTorch-default Linear layers.
+import { GraphBuilder, type Graph } from './graph.js';
+
+export interface CnnConfig {
+  imageSize: number;
+  /** output channels of each stride-2 stage */
+  channels: number[];
+  projection: number;
+}
+
+export function buildCnn(cfg: CnnConfig, numClasses: number): Graph {
+  const g = new GraphBuilder('pixels');
+  let x = g.input;
+  let cin = 3;
+  cfg.channels.forEach((cout, i) => {
+    const w = g.param(`features.${i}.weight`, [cout, cin, 3, 3], { kind: 'normal', std: Math.sqrt(2 / (cin * 9)) }, true);
+    const b = g.param(`features.${i}.bias`, [cout], { kind: 'zeros' }, false);
+    x = g.op('relu', [g.op('conv2d', [x, w, b], { stride: 2, padding: 1 })], {});
+    cin = cout;
+  });
+  const pooled = g.op('mean', [x], { axes: [2, 3] });
+  const pb = 1 / Math.sqrt(cin);
+  const embeds = g.linear(pooled, 'projection', cin, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');
+  const hb = 1 / Math.sqrt(cfg.projection);
+  const logits = g.linear(g.op('relu', [embeds], {}), 'head', cfg.projection, numClasses,
+    { weight: { kind: 'uniform', bound: hb }, bias: { kind: 'uniform', bound: hb } }, 'logits');
+  return g.build([3, cfg.imageSize, cfg.imageSize], { embeds, logits });
+}
