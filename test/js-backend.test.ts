@@ -3,10 +3,10 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gemm, gemmNaive, mat } from '../src/backend/js/matmul.js';
-import { buildBackbone, createModel, createModelFromGraph, GraphBuilder, type Floats, type Graph, type PennyModel } from '../src/index.js';
+import { buildBackbone, createModel, createModelFromGraph, type Floats, type PennyModel } from '../src/index.js';
 import { numel } from '../src/model/graph.js';
 import { Rng } from '../src/util/rng.js';
-import { FIXTURE, maxAbsDiff, randomLabels, randn, readF32 } from './helpers.js';
+import { FIXTURE, gradcheck, maxAbsDiff, otherOps, randomLabels, randn, readF32 } from './helpers.js';
 
 const maxAbs = (a: ArrayLike<number>) => {
   let m = 0;
@@ -32,23 +32,6 @@ const shape = [3, 3, 32, 32];
 const pixels = randn(numel(shape), 21);
 const labels = new Int32Array([4, 0, 2]);
 
-/** The ops CLIP does not use: gelu, relu, relu6, mul, softmax, conv with bias and padding (as in autograd.test.ts). */
-function otherOps(): Graph {
-  const g = new GraphBuilder();
-  const n = (std: number) => ({ kind: 'normal', std }) as const;
-  const w = g.param('conv.weight', [4, 3, 3, 3], n(0.3), true);
-  const b = g.param('conv.bias', [4], n(0.1), false);
-  let x = g.op('conv2d', [g.input, w, b], { stride: 2, padding: 1 });          // [B, 4, 4, 4]
-  x = g.op('transpose', [g.op('reshape', [x], { shape: [0, 4, -1] })], { perm: [0, 2, 1] });   // [B, 16, 4]
-  const a = g.op('gelu', [g.linear(x, 'fc1', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
-  const r = g.op('relu', [g.linear(x, 'fc2', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
-  const r6 = g.op('relu6', [g.op('mul', [g.linear(x, 'fc3', 4, 8, { weight: n(2), bias: n(1) }), g.param('scale', [8], n(3), false)], {})], {});
-  x = g.op('softmax', [g.op('add', [g.op('mul', [a, r], {}), r6], {})], { axis: -1 });
-  x = g.op('reshape', [g.op('slice', [x], { axis: 1, start: 2, end: 3 })], { shape: [0, 8] });
-  const embeds = g.layerNorm(x, 'ln', 8, 1e-5);
-  const logits = g.linear(embeds, 'head', 8, 3, { weight: n(0.5), bias: n(0.1) }, 'logits');
-  return g.build([3, 8, 8], { embeds, logits });
-}
 
 /** Forward, loss and every gradient of two models agree within `tol` relative. */
 async function expectSameGrads(js: PennyModel, native: PennyModel, x: Floats, s: number[], y: Int32Array, tol: number) {
@@ -163,42 +146,12 @@ describe('JS backend against native', () => {
   });
 });
 
-/** Central finite differences in float64 on the JS backend alone. */
-async function gradcheck(graph: Graph, classes: number) {
-  const m = await createModelFromGraph(graph, classes, { backend: 'js', dtype: 'float64', seed: 3 });
-  const [c, h, w] = graph.inputShape;
-  const s = [2, c, h, w];
-  const x = Float64Array.from(randn(numel(s), 11));
-  const y = randomLabels(2, classes, 12);
-  const { grads } = await m.lossAndGrads(x, s, y);
-  const params = m.getParams();
-  const rng = new Rng(5);
-  const eps = 1e-6;
-  let worst = 0;
-  for (const p of graph.params) {
-    const values = params[p.name] as Float64Array;
-    for (let t = 0; t < 3; t++) {
-      const i = Math.floor(rng.next() * values.length);
-      const orig = values[i];
-      const at = async (v: number) => {
-        values[i] = v;
-        m.setParams({ [p.name]: values });
-        return (await m.lossAndGrads(x, s, y)).loss;
-      };
-      const numeric = ((await at(orig + eps)) - (await at(orig - eps))) / (2 * eps);
-      await at(orig);
-      worst = Math.max(worst, Math.abs(numeric - grads[p.name][i]) / Math.max(1e-4, Math.abs(numeric) + Math.abs(grads[p.name][i])));
-    }
-  }
-  console.log(`JS gradcheck worst relative error ${worst.toExponential(2)}`);
-  return worst;
-}
 
 describe('JS backend, on its own', () => {
   it('matches finite differences in float64 (clip_vit_tiny and the other ops)', async () => {
     const { buildBackbone } = await import('../src/index.js');
-    expect(await gradcheck(buildBackbone('clip_vit_tiny', 4, 32), 4)).toBeLessThan(1e-5);
-    expect(await gradcheck(otherOps(), 3)).toBeLessThan(1e-5);
+    expect(await gradcheck(buildBackbone('clip_vit_tiny', 4, 32), 4, 'js')).toBeLessThan(1e-5);
+    expect(await gradcheck(otherOps(), 3, 'js')).toBeLessThan(1e-5);
   });
 
   it('GEMM: every transpose, offsets, leading dimensions, edge tiles, K blocks, accumulate and alpha', () => {

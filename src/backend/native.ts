@@ -12,18 +12,10 @@ import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
 
-interface NativeModel {
-  readonly device: string;
-  forward(pixels: Floats, shape: number[], output: string): Promise<Floats>;
+/** The addon's model: the Backend contract, with trainStep's options as an object. */
+type NativeModel = Omit<Backend, 'kind' | 'trainStep'> & {
   trainStep(pixels: Floats, shape: number[], labels: Int32Array, opts: { lr: number }): Promise<StepResult>;
-  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
-  getParams(names?: string[]): Record<string, Floats>;
-  setParams(values: Record<string, Floats>): void;
-  setOptimizer(options: OptimizerOptions): void;
-  getOptimizerState(): Record<string, AdamState>;
-  setOptimizerState(state: Record<string, AdamState>): void;
-  dispose(): void;
-}
+};
 
 export interface TorchValueTensor {
   kind: 'tensor';
