@@ -40,6 +40,17 @@ describe('train()', () => {
     for (const k of Object.keys(a)) expect(Buffer.compare(Buffer.from(a[k].data.buffer), Buffer.from(b[k].data.buffer)), k).toBe(0);
   });
 
+  it('trains on the JS backend too, and its checkpoint resumes on native', async () => {
+    const run = scratchRun();
+    process.chdir(run.cwd);
+    const stop = new AbortController();
+    await expect(train('side', { configFile: run.config, dataExamples: true, backend: 'js', batchSize: 32, quiet: true, signal: stop.signal, onEpoch: () => stop.abort() }))
+      .rejects.toThrow(InterruptedError);
+    const r = await train('side', { configFile: run.config, dataExamples: true, backend: 'native', batchSize: 32, quiet: true, resume: 'output/checkpoints/side_last.pt' });
+    expect(r.onnx.fp32).toBeDefined();
+    expect(((await readTorchFile(r.checkpoints.last)) as { epoch: number }).epoch).toBe(2);
+  });
+
   it('refuses to resume from a checkpoint of another model', async () => {
     const run = scratchRun();
     process.chdir(run.cwd);

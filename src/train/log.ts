@@ -23,12 +23,12 @@ export class RunLog {
     fs.appendFileSync(this.file, line + '\n');
   }
 
-  /** `label 12/40 [#####     ] 34.5 img/s ETA 0:45`, on a terminal only */
-  progress(label: string, done: number, total: number, imgPerSec: number): void {
+  /** `label 12/40 [#####     ] 34.5 img/s ETA 0:45` (batches done of total), on a terminal only */
+  progress(label: string, done: number, total: number, imgPerSec: number, elapsedSeconds: number): void {
     if (this.quiet || !process.stdout.isTTY) return;
     const width = 24;
     const filled = Math.round((done / Math.max(1, total)) * width);
-    const eta = imgPerSec > 0 && Number.isFinite(imgPerSec) ? (total - done) / imgPerSec : NaN;
+    const eta = done > 0 ? (elapsedSeconds / done) * (total - done) : NaN;
     const etaText = Number.isFinite(eta) ? `${Math.floor(eta / 60)}:${String(Math.round(eta % 60)).padStart(2, '0')}` : '-:--';
     process.stdout.write(`\r${label} ${done}/${total} [${'#'.repeat(filled)}${' '.repeat(width - filled)}] ${imgPerSec.toFixed(1)} img/s ETA ${etaText}\x1b[K`);
     this.barShown = true;

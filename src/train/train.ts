@@ -161,6 +161,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     let batchIndex = pos.batch;
     let lr = lrAt(pos.step, schedule);
     const t0 = performance.now();
+    const pos0 = pos.batch;   // batches done before this process (a resumed epoch)
     let seen = 0;
     for await (const b of batches(index.train, {
       batchSize: cfg.batch_size, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, startBatch: pos.batch,
@@ -175,7 +176,8 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses));
       pos = { epoch, batch: ++batchIndex, step: pos.step + 1 };
       seen += b.labels.length;
-      log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, batchIndex, stepsPerEpoch, seen / ((performance.now() - t0) / 1000));
+      const elapsed = (performance.now() - t0) / 1000;
+      log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, batchIndex - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
     }
     log.clearBar();
     const val = await evaluate(model, index.val, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers });
