@@ -6,6 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, type TrainingConfig } from '../src/config/config.js';
 import { buildIndex, padRoi, parseMetadata } from '../src/data/dataset.js';
+import { batches } from '../src/data/loader.js';
 import { labelMap, labelOf } from '../src/data/labels.js';
 import { splitOf } from '../src/data/split.js';
 import { DataError } from '../src/errors.js';
@@ -140,5 +141,38 @@ describe('validation', () => {
       for (const split of ['train', 'val', 'test'] as const) expect(index[split].length, `${model} ${split}`).toBeGreaterThan(0);
       if (model === 'date' || model === 'mint') expect(index.train.every((s) => s.crop)).toBe(true);
     }
+  });
+});
+
+describe('image pipeline', () => {
+  const cfg = { ...loadConfig('mint', path.join(ROOT, 'configs', 'training_config.yaml')), data_root: path.join(ROOT, 'data_examples'),
+    metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
+  const spec = { size: 48, mean: cfg.mean, std: cfg.std };
+  const epoch = async (seed: number, n: number, augment = cfg.augment) => {
+    const index = await buildIndex(cfg);
+    const out = [];
+    for await (const b of batches(index.train.slice(0, 12), { batchSize: 4, spec, augment, seed, epoch: n, workers: 2 })) out.push(b);
+    return out;
+  };
+
+  it('gives the same batches for the same seed and epoch, others for another epoch', async () => {
+    const [a, b, c] = [await epoch(1, 0), await epoch(1, 0), await epoch(1, 1)];
+    expect(a.map((x) => x.uids)).toEqual(b.map((x) => x.uids));
+    a.forEach((x, i) => expect(Buffer.compare(Buffer.from(x.pixels.buffer), Buffer.from(b[i].pixels.buffer))).toBe(0));
+    expect(a.map((x) => x.uids)).not.toEqual(c.map((x) => x.uids));
+    expect(a[0].shape).toEqual([4, 3, 48, 48]);
+    const marks = new Map<string, string>(JSON.parse(fs.readFileSync(cfg.metadata_json_path, 'utf8')).map((e: { uid: string; mint_mark: string }) => [e.uid, e.mint_mark]));
+    const names = ['D', 'S', 'P', 'nomint'];
+    expect(a.flatMap((x) => [...x.labels].map((l) => names[l]))).toEqual(a.flatMap((x) => x.uids.map((u) => marks.get(u))));
+  });
+
+  it('normalises with the config mean/std, and takes any rotation', async () => {
+    const [b] = await epoch(3, 0, { ...cfg.augment, rotation_deg: 180 });
+    const min = (1 / 255 * 0 - cfg.mean[0]) / cfg.std[0], max = (1 - cfg.mean[0]) / cfg.std[0];
+    const red = b.pixels.subarray(0, 48 * 48);
+    expect(Math.min(...red)).toBeGreaterThanOrEqual(min - 1e-6);
+    expect(Math.max(...red)).toBeLessThanOrEqual(max + 1e-6);
+    const [e] = await epoch(3, 0, null as never);
+    expect(e.uids).toEqual((await buildIndex(cfg)).train.slice(0, 4).map((s) => s.uid));   // eval: index order
   });
 });

@@ -37,17 +37,17 @@ export async function loadRgb(sample: Sample, size: number, aug: Augment | null,
   if (!aug || !rng) {
     return img.resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
   }
-  // Second pass over the decoded region: rotate (canvas grows), random square crop of the original area, resize,
-  // colour jitter, blur, flip.
+  // Then over the decoded region: rotate (the canvas grows; its real size comes back from sharp), a random square
+  // crop of the original area, resize, colour jitter, blur, flip.
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   const angle = aug.rotation_deg > 0 ? uniform(rng, -aug.rotation_deg, aug.rotation_deg) : 0;
-  let t = sharp(data, { raw: { width: info.width, height: info.height, channels: 3 } });
+  const raw = (d: Buffer, w: number, h: number) => sharp(d, { raw: { width: w, height: h, channels: 3 } });
+  let t = raw(data, info.width, info.height);
   let cw = info.width, ch = info.height;
   if (angle !== 0) {
-    t = t.rotate(angle, { background: { r: 0, g: 0, b: 0 } });
-    const rad = (Math.abs(angle) * Math.PI) / 180;
-    cw = Math.round(info.width * Math.cos(rad) + info.height * Math.sin(rad));
-    ch = Math.round(info.width * Math.sin(rad) + info.height * Math.cos(rad));
+    const r = await t.rotate(angle, { background: { r: 0, g: 0, b: 0 } }).raw().toBuffer({ resolveWithObject: true });
+    [cw, ch] = [r.info.width, r.info.height];
+    t = raw(r.data, cw, ch);
   }
   const side = Math.max(1, Math.floor(Math.sqrt(uniform(rng, aug.crop_scale[0], aug.crop_scale[1])) * Math.min(info.width, info.height)));
   const left = Math.floor((cw - info.width) / 2 + rng.next() * (info.width - side + 1));
