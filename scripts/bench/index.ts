@@ -1,4 +1,4 @@
-// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops] [--quick] [--threads N]`.
+// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning] [--quick] [--threads N]`.
 // Each part prints one aligned table and writes every figure, with the machine it ran on, to
 // bench/results/<part>-<YYYYMMDD-HHMMSS>.json, so numbers from different machines and days can be compared later.
 import fs from 'node:fs';
@@ -6,6 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeInfo } from '../../src/index.js';
+import { runLearning } from './learning.js';
+import { runOnnxPart } from './onnx.js';
+import { runOps } from './ops.js';
+import { runPipeline } from './pipeline.js';
 import { runStep } from './step.js';
 
 export interface BenchContext {
@@ -26,10 +30,10 @@ export interface PartResult {
 
 const PARTS: Record<string, ((ctx: BenchContext) => Promise<PartResult>) | null> = {
   step: runStep,
-  // planned: not written yet
-  pipeline: null,
-  onnx: null,
-  ops: null,
+  pipeline: runPipeline,
+  onnx: runOnnxPart,
+  ops: runOps,
+  learning: runLearning,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
