@@ -203,6 +203,10 @@ export async function runOps(ctx: BenchContext): Promise<PartResult> {
     });
   }
 
+  const memBound = rows.filter((r) => r.unit === 'GB/s');
+  notes.push('GB/s rows (memory-bound) count the input read once and the output written once, float32; per op: ' +
+    memBound.map((r) => `${r.name} native ${fmt(r.native!.perOpMs * 1000)} µs, JS ${fmt(r.js!.perOpMs * 1000)} µs`).join('; '));
+
   // Cross-entropy [32, 116] forward + backward: the same graph (logits = input + bias) through lossAndGrads() on
   // both backends, one call per loss, as a train step uses it.
   {
@@ -333,6 +337,8 @@ export async function runOps(ctx: BenchContext): Promise<PartResult> {
     b32.dispose();
   }
   rows.push(ceilingRow, stepRow);
+  notes.push('attention GFLOP/s counts q k^T and p v only (softmax not counted); the op is the graph\'s attention node: ' +
+    'head split, SDPA, head merge');
   notes.push(`train step FLOPs = 3 x forward, forward counted from the graph's shapes: conv + linear (2 x MACs) + attention ` +
     `(q k^T and p v); elementwise, norms, softmax and AdamW not counted (${fmt(stepGflop)} GFLOP per b32 step)`);
   notes.push(`threads: native ${ctx.threads}, JS 1 (the JS kernels are single-threaded); medians of several runs, ` +

@@ -16,9 +16,10 @@ const BATCH = 32;
 const LOADER_TARGET = 2;
 const EPOCH_TARGET = 1.1;
 
-// Sized for a quiet 2-core CPU (B/32 train b32 ~3 s/step): full ~4 min, --quick ~1.5 min.
+// Sized for a quiet 2-core CPU (B/32 train b32 ~3 s/step): full ~5 min, --quick ~1.5 min; epoch runs come in pairs
+// (compute first, then loader first).
 const PLAN = {
-  full: { loaderWarmup: 1, loaderEpochs: 8, stepWarmup: 2, stepRuns: 10, epochBatches: 8, epochRuns: 3 },
+  full: { loaderWarmup: 1, loaderEpochs: 8, stepWarmup: 2, stepRuns: 10, epochBatches: 8, epochRuns: 4 },
   quick: { loaderWarmup: 1, loaderEpochs: 3, stepWarmup: 1, stepRuns: 3, epochBatches: 4, epochRuns: 2 },
 };
 
@@ -62,24 +63,28 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
     const epochMs: number[] = [], computeMs: number[] = [], stallMs: number[] = [];
     for (let r = 0; r < plan.epochRuns; r++) {
       const opts = loaderOpts(1000 + r);
-      const built = await collect(epochSamples, opts);
-      ctx.log(`epoch ${r + 1}/${plan.epochRuns}: compute only (${built.length} batches of ${BATCH})`);
-      let t0 = performance.now();
-      for (const b of built) await model.trainStep(b.pixels, b.shape, b.labels, { lr: 1e-4 });
-      computeMs.push(performance.now() - t0);
-      built.length = 0;
-
-      ctx.log(`epoch ${r + 1}/${plan.epochRuns}: loader + steps`);
-      let stall = 0;
-      t0 = performance.now();
-      let waitFrom = t0;
-      for await (const b of batches(epochSamples, opts)) {
-        stall += performance.now() - waitFrom;
-        await model.trainStep(b.pixels, b.shape, b.labels, { lr: 1e-4 });
-        waitFrom = performance.now();
-      }
-      epochMs.push(performance.now() - t0);
-      stallMs.push(stall);
+      const computeOnly = async () => {
+        const built = await collect(epochSamples, opts);
+        ctx.log(`run ${r + 1}/${plan.epochRuns}: compute only (${built.length} batches of ${BATCH})`);
+        const t0 = performance.now();
+        for (const b of built) await model.trainStep(b.pixels, b.shape, b.labels, { lr: 1e-4 });
+        computeMs.push(performance.now() - t0);
+      };
+      const epochRun = async () => {
+        ctx.log(`run ${r + 1}/${plan.epochRuns}: loader + steps`);
+        let stall = 0;
+        const t0 = performance.now();
+        let waitFrom = t0;
+        for await (const b of batches(epochSamples, opts)) {
+          stall += performance.now() - waitFrom;
+          await model.trainStep(b.pixels, b.shape, b.labels, { lr: 1e-4 });
+          waitFrom = performance.now();
+        }
+        epochMs.push(performance.now() - t0);
+        stallMs.push(stall);
+      };
+      // alternate which goes first, so neither always follows the other
+      if (r % 2 === 0) { await computeOnly(); await epochRun(); } else { await epochRun(); await computeOnly(); }
     }
     const epoch = summarize(epochMs), compute = summarize(computeMs), stalls = summarize(stallMs);
     const loaderRatio = loaderImgS / stepImgS;
@@ -99,7 +104,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
       `data_examples/: ${all.length} synthetic 256x256 JPEGs; side section's train augmentations (rotation, crop, colour jitter, ` +
         `blur, flip) at ${spec.size} px; loader figure: median of ${plan.loaderEpochs} epochs after ${plan.loaderWarmup} warm-up, nothing else running`,
       `ViT-B/32 random init (seed 0), AdamW; ${ctx.threads} LibTorch threads; the loader uses sharp/libuv threads on the same cores`,
-      `epoch: ${plan.epochBatches} batches (data_examples/ wrapped to fill them), ${plan.epochRuns} runs each way, alternating; ` +
+      `epoch: ${plan.epochBatches} batches (data_examples/ wrapped to fill them), the same batches both ways (same seed and epoch), ${plan.epochRuns} runs each way, alternating order; ` +
         `the loop waited for batches ${fmt(stalls.median / 1000)} s per epoch (median; includes the first batch, which nothing hides)`,
       'spread = (max-min)/median of the runs',
     ];
