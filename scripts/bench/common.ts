@@ -5,22 +5,16 @@ import { loadConfig, type TrainingConfig } from '../../src/config/config.js';
 import type { ImageSpec } from '../../src/data/images.js';
 import { batches, type Batch } from '../../src/data/loader.js';
 import type { Sample } from '../../src/data/dataset.js';
+import { Rng } from '../../src/util/rng.js';
 import type { Stats } from './stats.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Normal(0, std) values from a seeded generator (mulberry32 + Box-Muller): the same inputs every run. */
+/** Normal(0, std) values from the project's seeded generator: the same inputs every run. */
 export function randomNormal(n: number, seed: number, std = 1): Float32Array {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  for (let i = 0; i < n; i++) out[i] = std * rng.normal();
   return out;
 }
 

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createModel, setNumThreads, type PennyModel } from '../../src/index.js';
+import { fmt, pct, randomNormal, ratioStr, verdict } from './common.js';
 import type { BenchContext, PartResult } from './index.js';
 import { measure, type Stats } from './stats.js';
 
@@ -61,22 +62,6 @@ function figure(stats: Stats, batch: number, unit: Config['unit']): number {
   return unit === 'img/s' ? (batch * 1000) / stats.median : stats.median;
 }
 
-/** Normal-ish pixels from a seeded generator: the same inputs every run, made once, outside the timing. */
-function randomPixels(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const rand = () => {
-    // mulberry32
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  return out;
-}
-
 /** torch's version when python3 can import torch and transformers, else null. */
 function probeTorch(): string | null {
   const r = spawnSync('python3', ['-c', 'import torch, transformers; print(torch.__version__)'], { encoding: 'utf8' });
@@ -111,7 +96,7 @@ function runEager(cfg: Config, threads: number, warmup: number, runs: number): S
 async function runNative(m: PennyModel, cfg: Config, warmup: number, runs: number): Promise<Stats> {
   const [c, h, w] = m.inputShape;
   const shape = [cfg.batch, c, h, w];
-  const pixels = randomPixels(cfg.batch * c * h * w, 1234 + cfg.batch);
+  const pixels = randomNormal(cfg.batch * c * h * w, 1234 + cfg.batch);
   const labels = Int32Array.from({ length: cfg.batch }, (_, i) => i % NUM_CLASSES);
   const fn = cfg.mode === 'train'
     ? () => m.trainStep(pixels, shape, labels, { lr: 1e-4 })
@@ -119,8 +104,6 @@ async function runNative(m: PennyModel, cfg: Config, warmup: number, runs: numbe
   return measure(fn, { warmup, runs });
 }
 
-const fmt = (x: number) => (x >= 100 ? x.toFixed(1) : x >= 10 ? x.toFixed(2) : x.toFixed(3));
-const pct = (s: Stats) => `±${(s.spread * 100).toFixed(0)}%`;
 
 export async function runStep(ctx: BenchContext): Promise<PartResult> {
   const torchVersion = probeTorch();
@@ -171,8 +154,7 @@ export async function runStep(ctx: BenchContext): Promise<PartResult> {
     if (torchVersion) {
       if (r.eager && r.ratio !== null) {
         // rounded down, so a ratio shown as 0.95x never hides a miss of 0.947
-        row.push(fmt(r.eager.value), pct(r.eager.stats), `${(Math.floor(r.ratio * 100) / 100).toFixed(2)}x`,
-          `>= ${TARGET.toFixed(2)}x ${r.ratio >= TARGET ? 'ok' : 'MISS'}`);
+        row.push(fmt(r.eager.value), pct(r.eager.stats), ratioStr(r.ratio), `>= ${TARGET.toFixed(2)}x ${verdict(r.ratio >= TARGET)}`);
       } else {
         row.push('error', '', '', `>= ${TARGET.toFixed(2)}x`);
       }
