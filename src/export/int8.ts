@@ -234,6 +234,17 @@ export async function quantizeInt8(fp32: ModelProto, options: Int8Options = {}):
   return mode === 'static' ? quantizeStatic(model, method, options) : quantizeDynamic(model, options);
 }
 
+/** Installs the rewritten node list and new initializers, drops what no longer feeds an output, and sums up. */
+function finish(model: ModelProto, order: NodeProto[], newInit: TensorProto[],
+  stats: Omit<Int8Stats, 'weightBytesInt8' | 'weightBytesFloat'>): Int8Result {
+  const g = model.graph;
+  g.node = order;
+  g.initializer.push(...newInit);
+  pruneDeadNodes(g);
+  const ws = weightStats(model);
+  return { model, stats: { ...stats, weightBytesInt8: ws.int8, weightBytesFloat: ws.float } };
+}
+
 function weightStats(model: ModelProto): { int8: number; float: number } {
   let int8 = 0, float = 0;
   for (const t of model.graph.initializer) {
@@ -336,15 +347,7 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
     order.push(n);
     for (const o of n.output) if (qdqAfter.has(o)) order.push(...qdqAfter.get(o)!);
   }
-  g.node = order;
-  g.initializer.push(...newInit);
-  pruneDeadNodes(g);
-  const ws = weightStats(model);
-  return {
-    model,
-    stats: { mode: 'static', method, calibrationSamples: samples, quantizedNodes: counts, activations: acts.size,
-      weightBytesInt8: ws.int8, weightBytesFloat: ws.float },
-  };
+  return finish(model, order, newInit, { mode: 'static', method, calibrationSamples: samples, quantizedNodes: counts, activations: acts.size });
 }
 
 function quantizeDynamic(model: ModelProto, options: Int8Options): Int8Result {
@@ -407,13 +410,5 @@ function quantizeDynamic(model: ModelProto, options: Int8Options): Int8Result {
     }
     order.push(n);
   }
-  g.node = order;
-  g.initializer.push(...newInit);
-  pruneDeadNodes(g);
-  const ws = weightStats(model);
-  return {
-    model,
-    stats: { mode: 'dynamic', method: null, calibrationSamples: 0, quantizedNodes: counts, activations: 0,
-      weightBytesInt8: ws.int8, weightBytesFloat: ws.float },
-  };
+  return finish(model, order, newInit, { mode: 'dynamic', method: null, calibrationSamples: 0, quantizedNodes: counts, activations: 0 });
 }

@@ -24,7 +24,8 @@ export function buildCnn(cfg: CnnConfig, numClasses: number): Graph {
   const pb = 1 / Math.sqrt(cin);
   const embeds = g.linear(pooled, 'projection', cin, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');
   const hb = 1 / Math.sqrt(cfg.projection);
-  const logits = g.linear(g.op('relu', [embeds], {}), 'head', cfg.projection, numClasses,
+  // The head reads the embedding directly, as on CLIP: a ReLU here can go all-zero and freeze the model.
+  const logits = g.linear(embeds, 'head', cfg.projection, numClasses,
     { weight: { kind: 'uniform', bound: hb }, bias: { kind: 'uniform', bound: hb } }, 'logits');
   return g.build([3, cfg.imageSize, cfg.imageSize], { embeds, logits });
 }
