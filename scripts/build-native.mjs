@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findLibtorch } from './libtorch.mjs';
+import { recordLibtorch } from './libtorch.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const gyp = process.argv.includes('--gyp');
@@ -18,16 +18,7 @@ function run(cmd, args, { env = process.env, cwd = ROOT } = {}) {
   return spawnSync(cmd, args, { cwd, stdio: 'inherit', env }).status ?? 1;
 }
 
-let torch;
-try {
-  torch = findLibtorch();
-} catch (e) {
-  console.error(`penny-train: ${e.message}`);
-  process.exit(1);
-}
-fs.mkdirSync(path.join(ROOT, 'build'), { recursive: true });
-fs.writeFileSync(path.join(ROOT, 'build', 'libtorch.json'), JSON.stringify(torch, null, 2) + '\n');
-console.log(`penny-train: LibTorch ${torch.version} (${torch.cuda ? 'CUDA' : 'CPU'}) from ${torch.source}: ${torch.root}`);
+const torch = recordLibtorch();
 
 const bin = (name) => path.join(ROOT, 'node_modules', '.bin', name);
 const jobs = String(Math.max(1, os.availableParallelism()));

@@ -95,7 +95,7 @@ function fromOfficialZip() {
   return describe(LOCAL, url);
 }
 
-export function fromPipWheel() {
+function fromPipWheel() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'torch-wheel-'));
   try {
     console.log(`libtorch: trying pip download torch==${VERSION} (the wheel is only unpacked, nothing is installed)`);
@@ -131,14 +131,18 @@ export function findLibtorch({ fetch = true } = {}) {
   return found;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+/** Finds LibTorch, records it in build/libtorch.json and says which one it is; exits 1 with the reason if none. */
+export function recordLibtorch() {
   try {
     const t = findLibtorch();
     fs.mkdirSync(path.dirname(OUT), { recursive: true });
     fs.writeFileSync(OUT, JSON.stringify(t, null, 2) + '\n');
-    console.log(`libtorch: LibTorch ${t.version} (${t.cuda ? 'CUDA' : 'CPU'}) from ${t.source}: ${t.root}`);
+    console.log(`penny-train: LibTorch ${t.version} (${t.cuda ? 'CUDA' : 'CPU'}) from ${t.source}: ${t.root}`);
+    return t;
   } catch (e) {
-    console.error(`libtorch: ${e.message}`);
+    console.error(`penny-train: ${e.message}`);
     process.exit(1);
   }
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) recordLibtorch();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
 import { buildIndex } from '../src/data/dataset.js';
-import { batches } from '../src/data/loader.js';
+import { batches, evalOptions } from '../src/data/loader.js';
 import { metadataOf, readModel, runOnnx, top1Agreement } from '../src/export/index.js';
 import { createModel } from '../src/model/model.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
@@ -31,7 +31,7 @@ describe('exported models of a trained clip_vit_tiny', () => {
       const model = await createModel({ backbone: 'clip_vit_tiny', numClasses: 5, imageSize: 32 });
       model.setParams((await loadCheckpoint(r.checkpoints.best)).params);
       const native: number[] = [], fp32: number[] = [], int8: number[] = [];
-      for await (const b of batches(test, { batchSize: 8, spec: { size: 32, mean: cfg.mean, std: cfg.std }, augment: null, seed: 0, epoch: 0, workers: 1 })) {
+      for await (const b of batches(test, evalOptions({ batchSize: 8, spec: { size: 32, mean: cfg.mean, std: cfg.std }, workers: 1 }))) {
         native.push(...await model.predict(b.pixels, b.shape));
         fp32.push(...await runOnnx(r.onnx.fp32!, b.pixels, b.shape));
         int8.push(...await runOnnx(r.onnx.int8!, b.pixels, b.shape));

@@ -3,8 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type TrainingConfig } from '../../src/config/config.js';
 import type { ImageSpec } from '../../src/data/images.js';
-import { batches, type Batch } from '../../src/data/loader.js';
-import type { Sample } from '../../src/data/dataset.js';
 import { Rng } from '../../src/util/rng.js';
 import type { Stats } from './stats.js';
 
@@ -39,11 +37,4 @@ export function exampleConfig(key = 'side'): TrainingConfig {
 
 export function specOf(cfg: TrainingConfig, size = cfg.img_size[0]): ImageSpec {
   return { size, mean: cfg.mean, std: cfg.std };
-}
-
-/** Every batch of `samples` with the eval transform (resize + centre crop), in order. */
-export async function evalBatches(samples: readonly Sample[], spec: ImageSpec, batchSize: number, workers = 2): Promise<Batch[]> {
-  const out: Batch[] = [];
-  for await (const b of batches(samples, { batchSize, spec, augment: null, seed: 0, epoch: 0, workers })) out.push(b);
-  return out;
 }

@@ -5,13 +5,13 @@
 // pretrained weights on this machine), so its agreement is also measured on a clip_vit_tiny trained in this run.
 import type ort from 'onnxruntime-node';
 import { buildIndex } from '../../src/data/dataset.js';
-import type { Batch } from '../../src/data/loader.js';
+import { allBatches, evalOptions, type Batch } from '../../src/data/loader.js';
 import {
   createSession, encodeModel, makeImx500Compatible, modelToOnnx, quantizeInt8, runOnnx, top1Agreement, type ModelProto,
 } from '../../src/export/index.js';
 import { createModel, setNumThreads, type PennyModel } from '../../src/index.js';
 import { argmaxRows } from '../../src/train/metrics.js';
-import { evalBatches, exampleConfig, fmt, pct, ratioStr, specOf, verdict } from './common.js';
+import { exampleConfig, fmt, pct, ratioStr, specOf, verdict } from './common.js';
 import type { BenchContext, PartResult } from './index.js';
 import { summarize, type Stats } from './stats.js';
 
@@ -132,9 +132,9 @@ export async function runOnnxPart(ctx: BenchContext): Promise<PartResult> {
   const calCount = Math.min(plan.calibration, index.train.length);
   // Calibration from the head of the train split (as penny-train does); agreement on other images: test, val, then
   // the rest of train.
-  const calibration = await evalBatches(index.train.slice(0, calCount), spec, 8);
+  const calibration = await allBatches(index.train.slice(0, calCount), evalOptions({ batchSize: 8, spec, workers: 2 }));
   const agreeSamples = [...index.test, ...index.val, ...index.train.slice(calCount)].slice(0, plan.agreeImages);
-  const agreeData = await evalBatches(agreeSamples, spec, 8);
+  const agreeData = await allBatches(agreeSamples, evalOptions({ batchSize: 8, spec, workers: 2 }));
   ctx.log('creating coin_clip_vit_b32 (random init, seed 0) and exporting it');
   const model = await createModel({ backbone: 'coin_clip_vit_b32', numClasses: CLASSES, seed: 0, threads: ctx.threads });
   let fp32: ModelProto;
@@ -168,9 +168,9 @@ export async function runOnnxPart(ctx: BenchContext): Promise<PartResult> {
   // --- clip_vit_tiny trained here (64 px): agreement on held-out images (val + test) of a model that has learned.
   ctx.log(`clip_vit_tiny: training ${plan.tinySteps} steps on the train split, in memory`);
   const tinySpec = specOf(cfg, 64);
-  const tinyTrain = await evalBatches(index.train, tinySpec, 32);
-  const heldOut = await evalBatches([...index.val, ...index.test], tinySpec, 8);
-  const tinyCal = await evalBatches(index.train.slice(0, calCount), tinySpec, 8);
+  const tinyTrain = await allBatches(index.train, evalOptions({ batchSize: 32, spec: tinySpec, workers: 2 }));
+  const heldOut = await allBatches([...index.val, ...index.test], evalOptions({ batchSize: 8, spec: tinySpec, workers: 2 }));
+  const tinyCal = await allBatches(index.train.slice(0, calCount), evalOptions({ batchSize: 8, spec: tinySpec, workers: 2 }));
   const tiny = await trainTiny(tinyTrain, plan.tinySteps, ctx.threads);
   let tinyFp32: ModelProto;
   let tinyTrainAcc = 0;

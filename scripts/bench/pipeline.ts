@@ -6,7 +6,7 @@
 //     steps alone on the same, pre-built batches. Target: epoch <= 1.1x compute.
 // On a small CPU the loader and the step share the cores, so (2) is the figure that says whether loading hides.
 import { buildIndex } from '../../src/data/dataset.js';
-import { batches, type Batch, type BatchOptions } from '../../src/data/loader.js';
+import { allBatches, batches, type BatchOptions } from '../../src/data/loader.js';
 import { createModel, setNumThreads } from '../../src/index.js';
 import { exampleConfig, fmt, pct, ratioStr, specOf, verdict } from './common.js';
 import type { BenchContext, PartResult } from './index.js';
@@ -51,7 +51,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
   const model = await createModel({ backbone: 'coin_clip_vit_b32', numClasses: 5, seed: 0, threads: ctx.threads });
   try {
     // 1b. What the step consumes: train steps at batch 32 on one fixed, real batch.
-    const [first] = await collect(all.slice(0, BATCH), loaderOpts(0));
+    const [first] = await allBatches(all.slice(0, BATCH), loaderOpts(0));
     ctx.log(`ViT-B/32 train step b${BATCH}: ${plan.stepWarmup} warm-up + ${plan.stepRuns} runs`);
     const step = await measure(() => model.trainStep(first.pixels, first.shape, first.labels, { lr: 1e-4 }),
       { warmup: plan.stepWarmup, runs: plan.stepRuns });
@@ -64,7 +64,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
     for (let r = 0; r < plan.epochRuns; r++) {
       const opts = loaderOpts(1000 + r);
       const computeOnly = async () => {
-        const built = await collect(epochSamples, opts);
+        const built = await allBatches(epochSamples, opts);
         ctx.log(`run ${r + 1}/${plan.epochRuns}: compute only (${built.length} batches of ${BATCH})`);
         const t0 = performance.now();
         for (const b of built) await model.trainStep(b.pixels, b.shape, b.labels, { lr: 1e-4 });
@@ -126,10 +126,4 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
   } finally {
     model.dispose();
   }
-}
-
-async function collect(samples: Parameters<typeof batches>[0], opts: BatchOptions): Promise<Batch[]> {
-  const out: Batch[] = [];
-  for await (const b of batches(samples, opts)) out.push(b);
-  return out;
 }

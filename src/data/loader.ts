@@ -62,6 +62,18 @@ async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
   };
 }
 
+/** Batch options of the eval transform: index order, resize + centre crop (validation, test, calibration). */
+export function evalOptions(o: Pick<BatchOptions, 'batchSize' | 'spec' | 'workers'>): BatchOptions {
+  return { ...o, augment: null, seed: 0, epoch: 0 };
+}
+
+/** Every batch of one epoch, held at once: for small sets (parity checks, calibration, benchmarks). */
+export async function allBatches(samples: readonly Sample[], o: BatchOptions): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of batches(samples, o)) out.push(b);
+  return out;
+}
+
 /** Yields the batches of one epoch in order, keeping `workers` of them in preparation ahead of the consumer. */
 export async function* batches(samples: readonly Sample[], o: BatchOptions): AsyncGenerator<Batch> {
   const order = epochOrder(samples, o.augment !== null, o.seed, o.epoch);

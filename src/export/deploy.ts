@@ -3,15 +3,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TrainingConfig } from '../config/config.js';
-import type { DatasetIndex, Sample } from '../data/dataset.js';
+import type { DatasetIndex } from '../data/dataset.js';
 import type { ImageSpec } from '../data/images.js';
-import { batches, type Batch } from '../data/loader.js';
+import { allBatches, evalOptions, type Batch } from '../data/loader.js';
 import { UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
 import { argmaxRows, macroF1 } from '../train/metrics.js';
 import { imx500Report, makeImx500Compatible } from './imx500.js';
-import { quantizeInt8 } from './int8.js';
+import { MIN_CALIBRATION_SAMPLES, quantizeInt8 } from './int8.js';
 import { modelToOnnx, pennyMetadata, writeOnnxAtomic } from './onnx.js';
 import { encodeModel, withMetadata, type ModelProto } from './onnx-proto.js';
 import { createSession, onnxParity, runOnnx, top1Agreement } from './parity.js';
@@ -36,19 +36,14 @@ export interface ExportResult {
   parityMaxAbsDiff: number;
 }
 
-async function collect(samples: readonly Sample[], spec: ImageSpec, batchSize: number, workers: number): Promise<Batch[]> {
-  const out: Batch[] = [];
-  for await (const b of batches(samples, { batchSize, spec, augment: null, seed: 0, epoch: 0, workers })) out.push(b);
-  return out;
-}
-
 export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const { model, cfg, index, labelMap, stamp, log } = ctx;
   const key = cfg.model_type;
   const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
   const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
-  if (cfg.quantize && cfg.quantize_mode === 'static' && calibrationCount < 16) {
-    throw new UsageError(`static INT8 needs at least 16 calibration images; the ${key} train split has ${index.train.length} ` +
+  // Checked before the fp32 file is written, so a run that cannot quantize leaves nothing half-done.
+  if (cfg.quantize && cfg.quantize_mode === 'static' && calibrationCount < MIN_CALIBRATION_SAMPLES) {
+    throw new UsageError(`static INT8 needs at least ${MIN_CALIBRATION_SAMPLES} calibration images; the ${key} train split has ${index.train.length} ` +
       `(calibration_samples: ${cfg.calibration_samples}). Add images, or set quantize_mode: dynamic`);
   }
   const metadata = pennyMetadata({
@@ -63,7 +58,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   }
 
   // Parity on real validation images: onnxruntime against the native model.
-  const [val] = await collect(index.val.slice(0, PARITY_IMAGES), spec, PARITY_IMAGES, 1);
+  const [val] = await allBatches(index.val.slice(0, PARITY_IMAGES), evalOptions({ batchSize: PARITY_IMAGES, spec, workers: 1 }));
   const { maxAbsDiff } = await onnxParity(fp32, val.pixels, val.shape, await model.predict(val.pixels, val.shape));
   log.info(`ONNX parity (onnxruntime vs native, ${val.labels.length} val images): max |diff| ${maxAbsDiff.toExponential(2)}`);
   if (!(maxAbsDiff <= PARITY_LIMIT)) {
@@ -80,7 +75,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   if (!cfg.quantize) return { fp32: fp32File, parityMaxAbsDiff: maxAbsDiff };
 
   const calibration = cfg.quantize_mode === 'static'
-    ? (await collect(index.train.slice(0, calibrationCount), spec, 8, cfg.num_workers)).map((b) => ({ data: b.pixels, shape: b.shape }))
+    ? (await allBatches(index.train.slice(0, calibrationCount), evalOptions({ batchSize: 8, spec, workers: cfg.num_workers }))).map((b) => ({ data: b.pixels, shape: b.shape }))
     : undefined;
   const { model: q } = await quantizeInt8(fp32, { mode: cfg.quantize_mode, method: cfg.calibration_method, calibration });
   const int8 = withMetadata(q, {
@@ -91,7 +86,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const int8Bytes = encodeModel(int8);
   writeOnnxAtomic(int8File, int8Bytes);
   log.info(`Exported: ${int8File}`);
-  await compare(fp32Bytes, int8Bytes, await collect(index.test, spec, 8, cfg.num_workers), model.numClasses, log);
+  await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers })), model.numClasses, log);
   return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff };
 }
 

@@ -27,6 +27,9 @@ export interface CalibrationBatch {
   shape: number[];
 }
 
+/** Static quantization refuses fewer calibration images than this by default. */
+export const MIN_CALIBRATION_SAMPLES = 16;
+
 export interface Int8Options {
   mode?: QuantizeMode;
   /** static: the calibration images (iterated once, or twice for 'percentile'; kept in memory meanwhile) */
@@ -258,7 +261,7 @@ function weightStats(model: ModelProto): { int8: number; float: number } {
 async function quantizeStatic(model: ModelProto, method: CalibrationMethod, options: Int8Options): Promise<Int8Result> {
   const batches = await collect(options.calibration);
   const samples = batches.reduce((n, b) => n + b.shape[0], 0);
-  const minSamples = options.minCalibrationSamples ?? 16;
+  const minSamples = options.minCalibrationSamples ?? MIN_CALIBRATION_SAMPLES;
   if (samples < minSamples) {
     throw new Error(`static int8 quantization needs at least ${minSamples} calibration images, got ${samples}; ` +
       'give more (calibration_samples) or use quantize_mode: dynamic');

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { readTorchFile, type TorchValueTensor } from '../backend/native.js';
+import { listProblems } from '../errors.js';
 import type { Graph } from './graph.js';
 
 export interface NamedTensor {
@@ -122,11 +123,7 @@ export async function loadPretrained(graph: Graph, weights: string, backbone: st
   for (const [name, t] of tensors) {
     if (!expected.has(name) && !IGNORED.has(name)) problems.push(`unexpected key '${name}' (shape ${fmt(t.shape)}): ${backbone} has no such parameter`);
   }
-  if (problems.length) {
-    const shown = problems.slice(0, 20).map((p) => `  - ${p}`).join('\n');
-    const more = problems.length > 20 ? `\n  … and ${problems.length - 20} more` : '';
-    throw new Error(`${where} does not fit ${backbone} (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n${shown}${more}`);
-  }
+  if (problems.length) throw new Error(listProblems(`${where} does not fit ${backbone}`, problems));
   const out: Record<string, Float32Array> = {};
   for (const name of expected.keys()) out[name] = tensors.get(name)!.data;
   return out;

@@ -1,7 +1,7 @@
 // Evaluation of a split: eval transform, logits from the model, loss/accuracy/macro-F1.
 import type { ImageSpec } from '../data/images.js';
 import type { Sample } from '../data/dataset.js';
-import { batches } from '../data/loader.js';
+import { batches, evalOptions } from '../data/loader.js';
 import type { PennyModel } from '../model/model.js';
 import { argmaxRows, Tally } from './metrics.js';
 
@@ -20,7 +20,7 @@ export function crossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number
 
 export async function evaluate(model: PennyModel, samples: readonly Sample[], o: { batchSize: number; spec: ImageSpec; workers: number }): Promise<Tally> {
   const tally = new Tally();
-  for await (const b of batches(samples, { ...o, augment: null, seed: 0, epoch: 0 })) {
+  for await (const b of batches(samples, evalOptions(o))) {
     const logits = await model.predict(b.pixels, b.shape);
     tally.add(crossEntropy(logits, b.labels, model.numClasses), b.labels, argmaxRows(logits, b.labels.length, model.numClasses));
   }

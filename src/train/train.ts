@@ -90,16 +90,25 @@ export function resolveConfig(modelKey: string, o: TrainOptions): TrainingConfig
   return { ...cfg, configFile };
 }
 
+/** The config's model on its device (default: cuda when the native build sees one, else cpu). */
+function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
+  return createModel({
+    backbone: cfg.backbone, numClasses, weights, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size[0],
+    device: cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu'),
+    threads: cfg.threads ?? undefined,
+    optimizer: { beta1: cfg.optimizer_betas[0], beta2: cfg.optimizer_betas[1], weightDecay: cfg.weight_decay },
+  });
+}
+
 export async function train(modelKey: ModelKey | string, options: TrainOptions = {}): Promise<TrainResult> {
   const cfg = resolveConfig(modelKey, options);
   const key = cfg.model_type;
-  const device = cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
   const labelMap = labelMapOf(key);
   const numClasses = Object.keys(labelMap).length;
   // Everything the user can get wrong is checked before the first output file is created.
   const index = await buildIndex(cfg);
   const resume = options.resume ? await loadCheckpoint(options.resume) : null;
-  if (resume) checkResumable(resume, cfg, numClasses, options.resume!);
+  if (resume) checkFits(resume, cfg, numClasses, options.resume!);
 
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
@@ -112,11 +121,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   } else if (!resume) {
     log.info(`Pretrained weights: ${pretrained.weights}`);
   }
-  const model = await createModel({
-    backbone: cfg.backbone, numClasses, weights: resume ? undefined : pretrained.weights ?? undefined,
-    device, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size[0], threads: cfg.threads ?? undefined,
-    optimizer: { beta1: cfg.optimizer_betas[0], beta2: cfg.optimizer_betas[1], weightDecay: cfg.weight_decay },
-  });
+  const model = await modelFor(cfg, numClasses, resume ? undefined : pretrained.weights ?? undefined);
   try {
     const projection = getBackbone(cfg.backbone).config.projection;
     log.info(`Model head: Linear(in_features=${projection}, out_features=${numClasses})`);
@@ -130,7 +135,8 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   }
 }
 
-function checkResumable(c: Checkpoint, cfg: TrainingConfig, numClasses: number, file: string) {
+/** A checkpoint fits the config when backbone, class count and image size agree. */
+function checkFits(c: Checkpoint, cfg: TrainingConfig, numClasses: number, file: string) {
   if (c.backbone !== cfg.backbone) throw new UsageError(`${file} holds a ${c.backbone} model, but the config asks for ${cfg.backbone}`);
   if (c.numClasses !== numClasses) throw new UsageError(`${file} has ${c.numClasses} classes, but the ${cfg.model_type} model has ${numClasses}`);
   if (c.config?.img_size?.[0] !== cfg.img_size[0]) throw new UsageError(`${file} was trained at ${c.config?.img_size?.[0]} px, the config asks for ${cfg.img_size[0]} px`);
@@ -158,9 +164,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   for (let epoch = pos.epoch; epoch < cfg.num_epochs; epoch++) {
     const started = performance.now();
     const tally = pos.batch && resume?.progress ? Tally.from(resume.progress as Parameters<typeof Tally.from>[0]) : new Tally();
-    let batchIndex = pos.batch;
     let lr = lrAt(pos.step, schedule);
-    const t0 = performance.now();
     const pos0 = pos.batch;   // batches done before this process (a resumed epoch)
     let seen = 0;
     for await (const b of batches(index.train, {
@@ -168,16 +172,16 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     })) {
       if (options.signal?.aborted) {
         log.clearBar();
-        await save(last, { epoch, batch: batchIndex, step: pos.step }, tally.toJSON());
+        await save(last, pos, tally.toJSON());
         throw new InterruptedError(last);
       }
       lr = lrAt(pos.step, schedule);
       const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr });
       tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses));
-      pos = { epoch, batch: ++batchIndex, step: pos.step + 1 };
+      pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
       seen += b.labels.length;
-      const elapsed = (performance.now() - t0) / 1000;
-      log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, batchIndex - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
+      const elapsed = (performance.now() - started) / 1000;
+      log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, pos.batch - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
     }
     log.clearBar();
     const val = await evaluate(model, index.val, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers });
@@ -225,16 +229,12 @@ export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOp
   const ckpt = await loadCheckpoint(checkpoint);
   const cfg = resolveConfig(ckpt.config?.model_type ?? '', options);
   const labelMap = labelMapOf(cfg.model_type);
-  checkResumable(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
   const index = await buildIndex(cfg);
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
-  const device = cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
-  const model = await createModel({
-    backbone: cfg.backbone, numClasses: ckpt.numClasses, device, backend: cfg.backend, imageSize: cfg.img_size[0],
-    threads: cfg.threads ?? undefined,
-  });
+  const model = await modelFor(cfg, ckpt.numClasses);
   try {
     model.setParams(ckpt.params);
     return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log });
