@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include <cmath>
@@ -10,7 +11,6 @@
 #include <malloc.h>
 #endif
 #include <fstream>
-#include <iterator>
 
 #include "convert.h"
 #include "model.h"
@@ -143,17 +143,19 @@ Napi::Value WriteTorchFile(const Napi::CallbackInfo& info) {
 }
 
 // readTorchFile(path) -> Promise<value>: a file written by Python's torch.save (e.g. pytorch_model.bin).
+// Read through PyTorchStreamReader's file adapter, which clamps every read to the file: torch::pickle_load's
+// in-memory VectorReader does not, and a file that is not a zip (a YAML passed to --resume) made miniz read past
+// the buffer's end, which crashed the process now and then instead of raising an error.
 Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "readTorchFile(path): path must be a string");
   std::string path = info[0].ToString();
   auto value = std::make_shared<c10::IValue>();
   return Task::Run(env, [path, value] {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot open " + path);
-    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (!std::ifstream(path, std::ios::binary)) throw std::runtime_error("cannot open " + path);
     try {
-      *value = torch::pickle_load(bytes);
+      caffe2::serialize::PyTorchStreamReader reader(path);
+      *value = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
     } catch (const std::exception& e) {
       throw std::runtime_error(path + " is not a readable torch.save file: " + errorMessage(e));
     }
