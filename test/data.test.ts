@@ -6,7 +6,10 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, type TrainingConfig } from '../src/config/config.js';
 import { buildIndex, padRoi, parseMetadata } from '../src/data/dataset.js';
-import { batches } from '../src/data/loader.js';
+import sharp from 'sharp';
+import type { Augment } from '../src/config/config.js';
+import { allBatches, batches } from '../src/data/loader.js';
+import { augmentRng, decode, ImageCache, render, type Decoded } from '../src/data/images.js';
 import { labelMap, labelOf } from '../src/data/labels.js';
 import { splitOf } from '../src/data/split.js';
 import { DataError } from '../src/errors.js';
@@ -175,4 +178,79 @@ describe('image pipeline', () => {
     const [e] = await epoch(3, 0, null as never);
     expect(e.uids).toEqual((await buildIndex(cfg)).train.slice(0, 4).map((s) => s.uid));   // eval: index order
   });
+});
+
+describe('augmentation warp', () => {
+  const cfg = { ...loadConfig('side', path.join(ROOT, 'configs', 'training_config.yaml')), data_root: path.join(ROOT, 'data_examples'),
+    metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
+  const size = 40;
+  const spec = { size, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] };   // output in 0..255
+  const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0 };
+  const draw = (d: Decoded, aug: Augment | null, seed = 1) => {
+    const out = new Float32Array(3 * size * size);
+    render(d, spec, aug, aug ? augmentRng(seed, 0, 'u') : null, out, 0);
+    return out;
+  };
+  const at = (img: Float32Array, c: number, x: number, y: number) => img[c * size * size + y * size + x];
+  const sample = async () => (await buildIndex(cfg)).train[0];
+
+  it('eval transform is sharp\'s resize + centre crop', async () => {
+    const s = await sample();
+    const ref = await sharp(s.file).resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
+    const img = draw(await decode(s, size), null);
+    let worst = 0;
+    for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(at(img, c, i % size, Math.floor(i / size)) - ref[i * 3 + c]));
+    expect(worst).toBe(0);
+  });
+
+  it('with nothing drawn is the eval transform, and flip mirrors it', async () => {
+    const d = await decode(await sample(), size);
+    const plain = draw(d, null);
+    expect(draw(d, none)).toEqual(plain);
+    const flipped = draw(d, { ...none, hflip_p: 1 });
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        expect(at(flipped, 1, x, y)).toBeCloseTo(at(plain, 1, size - 1 - x, y), 3);
+      }
+    }
+  });
+
+  it('turns the image the way sharp.rotate does, about its centre', async () => {
+    // an asymmetric test card: a bright block up and left of the centre on a dark ground
+    const card: Decoded = { width: size, height: size, data: new Uint8Array(size * size * 3) };
+    for (let y = 6; y < 18; y++) for (let x = 4; x < 14; x++) card.data.fill(250, (y * size + x) * 3, (y * size + x) * 3 + 3);
+    const seed = [...Array(50).keys()].reduce((a, b) => (Math.abs(firstDraw(b) - 0.5) > Math.abs(firstDraw(a) - 0.5) ? b : a));
+    const angle = -60 + 120 * firstDraw(seed);
+    expect(Math.abs(angle)).toBeGreaterThan(40);
+    const turned = draw(card, { ...none, rotation_deg: 60 }, seed);
+    const ref = await sharp(card.data, { raw: { width: size, height: size, channels: 3 } }).rotate(angle, { background: '#000' })
+      .raw().toBuffer({ resolveWithObject: true });
+    const off = Math.round((ref.info.width - size) / 2);
+    let diff = 0, bright = 0;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        diff += Math.abs(at(turned, 1, x, y) - ref.data[((y + off) * ref.info.width + x + off) * 3 + 1]);
+        bright += at(turned, 1, x, y);
+      }
+    }
+    expect(bright / 250).toBeGreaterThan(100);      // the block is in view
+    expect(diff / bright).toBeLessThan(0.3);        // and where sharp puts it (0.15; turned the other way: 2.0)
+  });
+
+  it('cached and fresh decodes give the same batches', async () => {
+    const index = await buildIndex(cfg);
+    const o = { batchSize: 4, spec, augment: cfg.augment, seed: 3, epoch: 2, workers: 2 };
+    const fresh = await allBatches(index.train.slice(0, 8), o);
+    const cache = new ImageCache(64);
+    await allBatches(index.train.slice(0, 8), { ...o, epoch: 1, cache });
+    const cached = await allBatches(index.train.slice(0, 8), { ...o, cache });
+    cached.forEach((b, i) => expect(b.pixels).toEqual(fresh[i].pixels));
+    const tiny = new ImageCache(0);   // over budget: decodes every time, same result
+    (await allBatches(index.train.slice(0, 8), { ...o, cache: tiny })).forEach((b, i) => expect(b.pixels).toEqual(fresh[i].pixels));
+  });
+
+  /** the first draw of a sample's augmentation stream: the rotation's */
+  function firstDraw(seed: number): number {
+    return augmentRng(seed, 0, 'u').next();
+  }
 });

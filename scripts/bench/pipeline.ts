@@ -1,11 +1,12 @@
 // `pipeline` part (issue 3): does data loading keep up with training? Two questions, both answered in one run:
-//  1. throughput: images/s of the real loader (batches(): sharp decode + the side model's train augmentations +
-//     normalise + batch, num_workers batches in flight) on data_examples/, against the images/s the ViT-B/32 native
+//  1. throughput: images/s of the real loader (batches(): the side model's train augmentations over the run's
+//     decoded-image cache + normalise + batch, num_workers batches in flight) on data_examples/, against the images/s the ViT-B/32 native
 //     train step consumes at batch 32. Target: loader >= 2x the step.
 //  2. overlap: one epoch as src/train/train.ts runs it (batches prefetched while the step computes), against the
 //     steps alone on the same, pre-built batches. Target: epoch <= 1.1x compute.
 // On a small CPU the loader and the step share the cores, so (2) is the figure that says whether loading hides.
 import { buildIndex } from '../../src/data/dataset.js';
+import { ImageCache } from '../../src/data/images.js';
 import { allBatches, batches, type BatchOptions } from '../../src/data/loader.js';
 import { createModel, setNumThreads } from '../../src/index.js';
 import { exampleConfig, fmt, pct, ratioStr, specOf, verdict } from './common.js';
@@ -30,8 +31,9 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
   const index = await buildIndex(cfg);
   const all = [...index.train, ...index.val, ...index.test];
   const spec = specOf(cfg);
+  const cache = new ImageCache(cfg.image_cache_mb);   // as train() runs: the warm-up epoch decodes, later ones reuse
   const loaderOpts = (epoch: number): BatchOptions => ({
-    batchSize: BATCH, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers,
+    batchSize: BATCH, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, cache,
   });
 
   // 1a. The loader alone: whole epochs over data_examples/, each a new epoch number (new order, new draws).

@@ -49,6 +49,7 @@ export interface TrainingConfig {
   backend: 'native' | 'js';
   threads: number | null;
   num_workers: number;
+  image_cache_mb: number;
 }
 
 /** A check returns a problem description, or null when the value is good. */
@@ -113,6 +114,7 @@ const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
   backend: oneOf('native', 'js'),
   threads: nullable(num(1, 1024, { int: true })),
   num_workers: num(0, 64, { int: true }),
+  image_cache_mb: num(0, 1e7, { int: true }),
 };
 
 function show(v: unknown): string {

@@ -1,9 +1,9 @@
-// Batches of one epoch, prepared ahead: up to `workers` batches decode and augment (in sharp's threads) while the
+// Batches of one epoch, prepared ahead: up to `workers` batches decode (in sharp's threads) and augment while the
 // model computes the current one. The order and every augmentation draw depend only on (seed, epoch, uid).
 import type { Augment } from '../config/config.js';
 import { hashSeed, Rng } from '../util/rng.js';
 import type { Sample } from './dataset.js';
-import { augmentRng, loadRgb, normalise, type ImageSpec } from './images.js';
+import { augmentRng, decode, render, type ImageCache, type ImageSpec } from './images.js';
 
 export interface Batch {
   pixels: Float32Array;
@@ -22,6 +22,8 @@ export interface BatchOptions {
   workers: number;
   /** skip this many batches (resuming in the middle of an epoch) */
   startBatch?: number;
+  /** decoded images kept across epochs; without one, every image is decoded anew */
+  cache?: ImageCache;
 }
 
 /** Epoch order: a seeded Fisher-Yates shuffle for training, the index order otherwise. */
@@ -41,18 +43,19 @@ export function batchCount(n: number, batchSize: number): number {
 }
 
 async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
+  // Start after the consumer has handed the current batch to the model: the augmentation is synchronous JS, and
+  // it should run while the (off-thread) step computes, not before that step starts.
+  await new Promise(setImmediate);
   const { size } = o.spec;
   const per = 3 * size * size;
   const pixels = new Float32Array(samples.length * per);
   await Promise.all(samples.map(async (s, i) => {
-    const rng = o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null;
-    let rgb: Buffer;
     try {
-      rgb = await loadRgb(s, size, o.augment, rng);
+      const decoded = await (o.cache ? o.cache.get(s, size) : decode(s, size));
+      render(decoded, o.spec, o.augment, o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null, pixels, i * per);
     } catch (e) {
       throw new Error(`image ${s.file} (UID ${s.uid}): ${(e as Error).message}`);
     }
-    normalise(rgb, o.spec, pixels, i * per);
   }));
   return {
     pixels,
@@ -63,7 +66,7 @@ async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
 }
 
 /** Batch options of the eval transform: index order, resize + centre crop (validation, test, calibration). */
-export function evalOptions(o: Pick<BatchOptions, 'batchSize' | 'spec' | 'workers'>): BatchOptions {
+export function evalOptions(o: Pick<BatchOptions, 'batchSize' | 'spec' | 'workers' | 'cache'>): BatchOptions {
   return { ...o, augment: null, seed: 0, epoch: 0 };
 }
 

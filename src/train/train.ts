@@ -5,7 +5,7 @@ import path from 'node:path';
 import { nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex } from '../data/dataset.js';
-import type { ImageSpec } from '../data/images.js';
+import { ImageCache, type ImageSpec } from '../data/images.js';
 import { labelMap as labelMapOf } from '../data/labels.js';
 import { batchCount, batches } from '../data/loader.js';
 import { InterruptedError, UsageError } from '../errors.js';
@@ -151,6 +151,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     baseLr: cfg.lr, etaMin: cfg.lr_scheduler_eta_min,
     warmupSteps: cfg.lr_warmup_epochs * stepsPerEpoch, totalSteps: cfg.num_epochs * stepsPerEpoch,
   };
+  const cache = new ImageCache(cfg.image_cache_mb);   // train, val and test images, decoded once for the run
   const ckptDir = path.join('output', 'checkpoints');
   const last = path.join(ckptDir, `${key}_last.pt`);
   const best = path.join(ckptDir, `${key}_best.pt`);
@@ -168,7 +169,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     const pos0 = pos.batch;   // batches done before this process (a resumed epoch)
     let seen = 0;
     for await (const b of batches(index.train, {
-      batchSize: cfg.batch_size, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, startBatch: pos.batch,
+      batchSize: cfg.batch_size, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, startBatch: pos.batch, cache,
     })) {
       if (options.signal?.aborted) {
         log.clearBar();
@@ -184,7 +185,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, pos.batch - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
     }
     log.clearBar();
-    const val = await evaluate(model, index.val, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers });
+    const val = await evaluate(model, index.val, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache });
     const seconds = (performance.now() - started) / 1000;
     log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${tally.loss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
       `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, Duration: ${seconds.toFixed(1)}s`);
@@ -203,7 +204,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
 
   // Test on the best weights.
   if (fs.existsSync(best)) model.setParams((await loadCheckpoint(best)).params);
-  const test = await evaluate(model, index.test, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers });
+  const test = await evaluate(model, index.test, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache });
   log.info(`Test (best weights): Loss: ${test.loss.toFixed(4)}, Acc: ${test.acc.toFixed(4)}, F1 (Macro): ${test.f1Macro.toFixed(4)} on ${test.count} images`);
 
   const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
