@@ -13,7 +13,7 @@ bool parseOp(const std::string& s, Op* op) {
       {"gelu", Op::Gelu},           {"relu", Op::Relu},             {"relu6", Op::Relu6},
       {"softmax", Op::Softmax},     {"attention", Op::Attention},   {"reshape", Op::Reshape},
       {"transpose", Op::Transpose}, {"concat", Op::Concat},         {"slice", Op::Slice},
-      {"expand_batch", Op::ExpandBatch}, {"mean", Op::Mean},
+      {"expand_batch", Op::ExpandBatch}, {"mean", Op::Mean},     {"batch_norm", Op::BatchNorm},
   };
   auto it = ops.find(s);
   if (it == ops.end()) return false;
@@ -69,7 +69,7 @@ Graph parseGraph(const Napi::Object& o) {
   return g;
 }
 
-static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s) {
+static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, bool training) {
   const auto& x = s[n.inputs[0]];
   switch (n.op) {
     case Op::Conv2d:
@@ -78,6 +78,9 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s) {
       return at::linear(x, s[n.inputs[1]], optional(s, n.inputs[2]));
     case Op::LayerNorm:
       return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], n.floats[0]);
+    case Op::BatchNorm:
+      return at::batch_norm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], training, n.floats[1],
+                            n.floats[0], /*cudnn_enabled=*/true);
     case Op::Add:
       return x + s[n.inputs[1]];
     case Op::Mul:
@@ -124,13 +127,14 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s) {
   throw std::logic_error("unhandled op");
 }
 
-at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot) {
+at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot,
+                    bool training) {
   std::vector<at::Tensor> slots(g.numSlots);
   for (int i = 0; i < g.numParams; i++) slots[i] = params[i];
   slots[g.inputSlot] = input;
   if (outputSlot < g.numParams || outputSlot == g.inputSlot) return slots[outputSlot];
   for (const auto& n : g.nodes) {
-    slots[n.output] = applyNode(n, slots);
+    slots[n.output] = applyNode(n, slots, training);
     if (n.output == outputSlot) return slots[n.output];
     for (int r : n.release) slots[r].reset();
   }

@@ -12,7 +12,7 @@ namespace penny {
 
 enum class Op {
   Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, Attention,
-  Reshape, Transpose, Concat, Slice, ExpandBatch, Mean,
+  Reshape, Transpose, Concat, Slice, ExpandBatch, Mean, BatchNorm,
 };
 
 struct Node {
@@ -35,6 +35,8 @@ struct Graph {
 Graph parseGraph(const Napi::Object& lowered);
 
 // Runs the nodes up to the one that produces `outputSlot` and returns that value.
-at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot);
+// training: batch norm normalises with the batch's statistics and updates its running ones.
+at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot,
+                    bool training);
 
 }  // namespace penny

@@ -56,8 +56,10 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
     auto p = params.Get(i).As<Napi::Object>();
     c.names.push_back(p.Get("name").ToString().Utf8Value());
     auto shape = shapeArg(p.Get("shape"), ("params[" + std::to_string(i) + "].shape").c_str());
-    PENNY_TRY(env, { c.params.push_back(at::zeros(shape, options).set_requires_grad(true)); })
+    bool buffer = p.Has("buffer") && p.Get("buffer").ToBoolean().Value();
+    PENNY_TRY(env, { c.params.push_back(at::zeros(shape, options).set_requires_grad(!buffer)); })
     c.decay.push_back(p.Get("decay").ToBoolean().Value());
+    c.buffer.push_back(buffer);
   }
 }
 
@@ -110,14 +112,14 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   return Task::Run(env, [core, batch, slot, out] {
     std::lock_guard<std::mutex> lock(core->mu);
     c10::InferenceMode guard;
-    *out = runGraph(core->graph, core->params, batch.x.to(core->device), slot).to(at::kCPU);
+    *out = runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false).to(at::kCPU);
   }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
 }
 
-// The loss of one batch, on the worker thread; backward() filled the gradients when it returns.
+// The loss of one batch in training mode (batch norm uses and updates batch statistics), on the worker thread.
 static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params,
                          const at::Tensor& x, const at::Tensor& y, at::Device device, at::Tensor* logitsOut) {
-  auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"));
+  auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"), /*training=*/true);
   auto loss = at::cross_entropy_loss(logits, y.to(device, at::kLong));
   if (logitsOut) *logitsOut = logits.detach().to(at::kCPU);
   return loss;
@@ -187,7 +189,8 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   }, batch.keep);
 }
 
-// lossAndGrads(pixels, shape, labels) -> Promise<{ loss, logits, grads: { name: Float32Array } }>; no step.
+// lossAndGrads(pixels, shape, labels) -> Promise<{ loss, logits, grads: { name: Float32Array } }>: every trained
+// parameter's gradient (not the buffers'); no optimizer step.
 Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
@@ -198,17 +201,23 @@ Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   return Task::Run(env, [core, batch, out] {
     std::lock_guard<std::mutex> lock(core->mu);
     auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &out->logits);
-    auto grads = torch::autograd::grad({loss}, core->params, {}, false, false, true);
+    std::vector<at::Tensor> trained;
+    for (size_t i = 0; i < core->params.size(); i++) if (!core->buffer[i]) trained.push_back(core->params[i]);
+    auto grads = torch::autograd::grad({loss}, trained, {}, false, false, true);
     out->loss = loss.item<double>();
-    for (size_t i = 0; i < grads.size(); i++) {
-      out->grads.push_back(grads[i].defined() ? grads[i].to(at::kCPU) : at::zeros_like(core->params[i], at::kCPU));
+    for (size_t i = 0, j = 0; i < core->params.size(); i++) {
+      if (core->buffer[i]) { out->grads.emplace_back(); continue; }
+      const auto& gi = grads[j++];
+      out->grads.push_back(gi.defined() ? gi.to(at::kCPU) : at::zeros_like(core->params[i], at::kCPU));
     }
   }, [core, out](Napi::Env env) -> Napi::Value {
     auto o = Napi::Object::New(env);
     o.Set("loss", out->loss);
     o.Set("logits", toTypedArray(env, out->logits));
     auto g = Napi::Object::New(env);
-    for (size_t i = 0; i < out->grads.size(); i++) g.Set(core->names[i], toTypedArray(env, out->grads[i]));
+    for (size_t i = 0; i < out->grads.size(); i++) {
+      if (out->grads[i].defined()) g.Set(core->names[i], toTypedArray(env, out->grads[i]));
+    }
     o.Set("grads", g);
     return o;
   }, batch.keep);
@@ -275,7 +284,9 @@ void Model::SetOptimizer(const Napi::CallbackInfo& info) {
   auto opts = torch::optim::AdamWOptions(num("lr")).betas({num("beta1"), num("beta2")}).eps(num("eps"));
   std::lock_guard<std::mutex> lock(core_->mu);
   std::vector<at::Tensor> decay, noDecay;
-  for (size_t i = 0; i < core_->params.size(); i++) (core_->decay[i] ? decay : noDecay).push_back(core_->params[i]);
+  for (size_t i = 0; i < core_->params.size(); i++) {
+    if (!core_->buffer[i]) (core_->decay[i] ? decay : noDecay).push_back(core_->params[i]);
+  }
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(num("weightDecay"))));
   groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));

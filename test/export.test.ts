@@ -45,6 +45,31 @@ describe('fp32 export', () => {
     }
   });
 
+  it('folds batch norm into its conv (cnn_small after training steps): no BatchNormalization, same logits', async () => {
+    const cnn = await createModel({ backbone: 'cnn_small', numClasses: C, imageSize: S, seed: 3, threads: 2 });
+    for (let i = 0; i < 5; i++) await cnn.trainStep(x, shapeOf(N), y, { lr: 2e-3 });   // running statistics move
+    const onnx = emitOnnx(cnn.graph, cnn.getParams());
+    expect(opHistogram(onnx)).not.toHaveProperty('BatchNormalization');
+    expect(opHistogram(onnx).Conv).toBe(6);
+    const ref = await cnn.predict(sub(4), shapeOf(4));
+    expect((await onnxParity(encodeModel(onnx), sub(4), shapeOf(4), ref)).maxAbsDiff).toBeLessThan(1e-4);
+    cnn.dispose();
+  });
+
+  it('exports a batch norm that follows no conv as BatchNormalization', async () => {
+    const g = new GraphBuilder('pixels');
+    const bn = g.batchNorm(g.input, 'bn', 3);
+    const pooled = g.op('mean', [bn], { axes: [2, 3] });
+    const logits = g.linear(pooled, 'head', 3, 2, { weight: { kind: 'normal', std: 1 } }, 'logits');
+    const m = await createModelFromGraph(g.build([3, 8, 8], { embeds: pooled, logits }), 2, { seed: 1 });
+    m.setParams({ 'bn.running_mean': Float32Array.of(0.1, -0.2, 0.3), 'bn.running_var': Float32Array.of(0.5, 2, 1.5) });
+    const onnx = emitOnnx(m.graph, m.getParams());
+    expect(opHistogram(onnx).BatchNormalization).toBe(1);
+    const input = randn(2 * 3 * 64, 4);
+    expect((await onnxParity(encodeModel(onnx), input, [2, 3, 8, 8], await m.predict(input, [2, 3, 8, 8]))).maxAbsDiff).toBeLessThan(1e-5);
+    m.dispose();
+  });
+
   it('is opset 17 / IR 8 from penny-train, input `input` [batch,3,H,W], output `output` [batch,classes], weights as initializers', () => {
     const m = decodeModel(encodeModel(fp32));
     expect(m.irVersion).toBe(8);

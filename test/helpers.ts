@@ -117,7 +117,7 @@ export async function gradcheck(graph: Graph, classes: number, backend: 'native'
   const rng = new Rng(5);
   const eps = 1e-6;
   let worst = 0;
-  for (const p of graph.params) {
+  for (const p of graph.params.filter((q) => !q.buffer)) {   // buffers (running statistics) get no gradient
     const values = params[p.name] as Float64Array;
     for (let t = 0; t < 3; t++) {
       const i = Math.floor(rng.next() * values.length);

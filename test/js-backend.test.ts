@@ -112,13 +112,19 @@ describe('JS backend against native', () => {
     await expectSameGrads(js, native, x, s, randomLabels(4, 3, 12), 1e-4);
   });
 
-  it('cnn_small (strided padded convs, relu, mean pooling): forward and gradients', async () => {
+  it('cnn_small (strided padded convs, batch norm, relu, mean pooling): forward, gradients, running statistics', async () => {
     const graph = buildBackbone('cnn_small', 4, 16);
     const [js, native] = [await createModelFromGraph(graph, 4, { backend: 'js', seed: 5 }), await createModelFromGraph(graph, 4, { seed: 5 })];
     const s = [3, 3, 16, 16];
     const x = randn(numel(s), 13);
     expect(rel(await js.predict(x, s), await native.predict(x, s))).toBeLessThan(1e-4);
     await expectSameGrads(js, native, x, s, randomLabels(3, 4, 14), 1e-4);
+    // the training forward moved batch norm's running statistics alike; inference reads them
+    const buffers = graph.params.filter((p) => p.buffer).map((p) => p.name);
+    const [a, b] = [js.getParams(buffers), native.getParams(buffers)];
+    for (const name of buffers) expect(rel(a[name], b[name]), name).toBeLessThan(1e-5);
+    expect(Math.max(...a['stem.bn.running_mean'].map(Math.abs))).toBeGreaterThan(1e-3);
+    expect(rel(await js.predict(x, s), await native.predict(x, s))).toBeLessThan(1e-4);
   });
 
   it('agrees with native to ~1e-10 in float64', async () => {

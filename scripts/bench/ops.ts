@@ -17,6 +17,8 @@ import { fmt, pct, randomNormal, ratioStr, verdict } from './common.js';
 import type { BenchContext, PartResult } from './index.js';
 import { measure, summarize, type Stats } from './stats.js';
 
+/** the kernels' forwards as inference runs them (what they compute is the same in training, but for batch norm) */
+const INFERENCE = { training: false };
 const SPEEDUP_TARGET = 20;
 const JS_MATMUL_TARGET = 2;   // GFLOP/s, one core
 const CEILING_TARGET = 0.6;
@@ -60,7 +62,7 @@ const OPS: OpSpec[] = [
     },
     js: () => {
       const x = t([8, 3, 224, 224], 1), w = t([768, 3, 32, 32], 2, 0.02);
-      return () => KERNELS.conv2d.forward([x, w, null], { stride: 32, padding: 0 });
+      return () => KERNELS.conv2d.forward([x, w, null], { stride: 32, padding: 0 }, INFERENCE);
     },
     native: { full: { warmup: 3, runs: 15 }, quick: { warmup: 1, runs: 5 } },
     jsRuns: { full: { warmup: 1, runs: 5 }, quick: { warmup: 1, runs: 3 } },
@@ -76,7 +78,7 @@ const OPS: OpSpec[] = [
     },
     js: () => {
       const x = t([8, 50, 768], 1), w = { shape: [768], data: new Float32Array(768).fill(1) }, b = t([768], 2, 0.1);
-      return () => KERNELS.layer_norm.forward([x, w, b], { eps: 1e-5 });
+      return () => KERNELS.layer_norm.forward([x, w, b], { eps: 1e-5 }, INFERENCE);
     },
     native: { full: { warmup: 3, runs: 20 }, quick: { warmup: 2, runs: 7 } },
     jsRuns: { full: { warmup: 5, runs: 50 }, quick: { warmup: 3, runs: 15 } },
@@ -90,7 +92,7 @@ const OPS: OpSpec[] = [
     },
     js: () => {
       const x = t([8, 50, 768], 1);
-      return () => KERNELS.attention.forward([x, x, x], { heads: 12 });
+      return () => KERNELS.attention.forward([x, x, x], { heads: 12 }, INFERENCE);
     },
     native: { full: { warmup: 3, runs: 20 }, quick: { warmup: 2, runs: 7 } },
     jsRuns: { full: { warmup: 3, runs: 30 }, quick: { warmup: 2, runs: 10 } },
@@ -103,7 +105,7 @@ const OPS: OpSpec[] = [
     },
     js: () => {
       const x = t([8, 50, 3072], 1);
-      return () => KERNELS.quick_gelu.forward([x], {});
+      return () => KERNELS.quick_gelu.forward([x], {}, INFERENCE);
     },
     native: { full: { warmup: 3, runs: 20 }, quick: { warmup: 2, runs: 7 } },
     jsRuns: { full: { warmup: 3, runs: 30 }, quick: { warmup: 2, runs: 10 } },
@@ -122,7 +124,7 @@ function matmulSpec(name: string, M: number, K: number, N: number, reps: number)
     },
     js: () => {
       const x = t([M, K], 1), w = t([N, K], 2, 0.02);
-      return () => KERNELS.linear.forward([x, w, null], {});
+      return () => KERNELS.linear.forward([x, w, null], {}, INFERENCE);
     },
     native: { full: { warmup: 3, runs: 15 }, quick: { warmup: 2, runs: 5 } },
     jsRuns: M * K * N > 1e8 ? { full: { warmup: 1, runs: 5 }, quick: { warmup: 1, runs: 3 } } : { full: { warmup: 3, runs: 20 }, quick: { warmup: 2, runs: 7 } },

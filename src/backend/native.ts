@@ -107,7 +107,7 @@ export class NativeBackend implements Backend {
   constructor(graph: Graph, options: { device: string; dtype: DType }) {
     const a = loadAddon();
     checkDevice(options.device);
-    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: p.decay })), options);
+    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: p.decay, buffer: p.buffer ?? false })), options);
   }
 
   get device(): string {

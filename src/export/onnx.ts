@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Floats } from '../backend/types.js';
 import type { Graph, GraphNode, OpAttrs, OpName, OutputName } from '../model/graph.js';
 import type { PennyModel } from '../model/model.js';
+import { foldBatchNorms } from './fold.js';
 import {
   attrFloat, attrInt, attrInts, DataType, encodeModel, floatTensor, int64Tensor, tensorValueInfo,
   type ModelProto, type NodeProto, type TensorProto,
@@ -161,9 +162,11 @@ function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array 
 
 /**
  * Lowers `graph` with `params` to an ONNX ModelProto (opset 17, IR version 8): input `input` [batch,3,H,W] float32,
- * output `output` (logits [batch, classes]). Throws on a missing parameter or a shape the IR cannot have.
+ * output `output` (logits [batch, classes]); the inference graph: batch norm reads its running statistics, folded into
+ * the conv before it. Throws on a missing parameter or a shape the IR cannot have.
  */
-export function emitOnnx(graph: Graph, params: Record<string, Floats>, options: EmitOptions = {}): ModelProto {
+export function emitOnnx(trained: Graph, trainedParams: Record<string, Floats>, options: EmitOptions = {}): ModelProto {
+  const { graph, params } = foldBatchNorms(trained, trainedParams);
   const opset = options.opset ?? ONNX_OPSET;
   if (opset !== 17) throw new RangeError(`only ONNX opset 17 is emitted, got ${opset}`);
   const batch = options.batch ?? 'dynamic';
@@ -328,6 +331,9 @@ function lowerNode(n: GraphNode, b: OnnxBuilder, value: (v: string) => string, o
     }
     case 'mean':
       b.node('ReduceMean', [x], [out], [attrInts('axes', (n.attrs as OpAttrs['mean']).axes), attrInt('keepdims', 0)]);
+      return;
+    case 'batch_norm':   // inference: the running statistics (foldBatchNorms has merged those that follow a conv)
+      b.node('BatchNormalization', ins, [out], [attrFloat('epsilon', (n.attrs as OpAttrs['batch_norm']).eps)]);
       return;
     default: {
       const never: never = op;

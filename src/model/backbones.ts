@@ -38,7 +38,7 @@ export const BACKBONES = {
   cnn_small: {
     name: 'cnn_small',
     kind: 'cnn',
-    config: { imageSize: 64, channels: [32, 64, 128, 128], projection: 128 },
+    config: { imageSize: 64, stem: 16, channels: [32, 64, 128, 128, 256], projection: 128 },
   },
 } satisfies Record<string, Backbone>;
 

@@ -1,10 +1,14 @@
 // A small convolutional backbone: quick to train from scratch on a CPU, for the learning benchmark and for users
-// without pretrained CLIP weights. Four 3x3 conv + ReLU stages, global average pooling, a projection, the head.
+// without pretrained CLIP weights. A stride-1 3x3 stem at full resolution (the coins' relief is a pixel or two
+// wide), stride-2 3x3 conv + BatchNorm + ReLU stages (without batch norm it sat at the class prior for
+// tens of epochs on the synthetic side task; with it, it leaves the prior within a few), global average pooling, a projection, the head.
 // Init: Kaiming-normal convs (fan-in, ReLU gain), PyTorch-default Linear layers.
 import { GraphBuilder, type Graph } from './graph.js';
 
 export interface CnnConfig {
   imageSize: number;
+  /** output channels of the stride-1 stem */
+  stem: number;
   /** output channels of each stride-2 stage */
   channels: number[];
   projection: number;
@@ -14,12 +18,13 @@ export function buildCnn(cfg: CnnConfig, numClasses: number): Graph {
   const g = new GraphBuilder('pixels');
   let x = g.input;
   let cin = 3;
-  cfg.channels.forEach((cout, i) => {
-    const w = g.param(`features.${i}.weight`, [cout, cin, 3, 3], { kind: 'normal', std: Math.sqrt(2 / (cin * 9)) }, true);
-    const b = g.param(`features.${i}.bias`, [cout], { kind: 'zeros' }, false);
-    x = g.op('relu', [g.op('conv2d', [x, w, b], { stride: 2, padding: 1 })], {});
+  const stage = (name: string, cout: number, stride: number) => {
+    const w = g.param(`${name}.conv.weight`, [cout, cin, 3, 3], { kind: 'normal', std: Math.sqrt(2 / (cin * 9)) }, true);
+    x = g.op('relu', [g.batchNorm(g.op('conv2d', [x, w, ''], { stride, padding: 1 }), `${name}.bn`, cout)], {});
     cin = cout;
-  });
+  };
+  stage('stem', cfg.stem, 1);
+  cfg.channels.forEach((cout, i) => stage(`features.${i}`, cout, 2));
   const pooled = g.op('mean', [x], { axes: [2, 3] });
   const pb = 1 / Math.sqrt(cin);
   const embeds = g.linear(pooled, 'projection', cin, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');

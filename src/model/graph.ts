@@ -20,6 +20,9 @@ export interface OpAttrs {
   slice: { axis: number; start: number; end: number };
   expand_batch: Record<string, never>;            // inputs: t [1, ...], ref: t repeated to ref's batch size
   mean: { axes: number[] };                       // over a contiguous, ascending run of axes, which are dropped
+  // inputs: x [B, C, H, W], weight, bias, running_mean, running_var (buffers). A train step normalises with the
+  // batch's statistics and moves the running ones by `momentum` (unbiased variance, as torch); inference reads them.
+  batch_norm: { eps: number; momentum: number };
 }
 export type OpName = keyof OpAttrs;
 
@@ -35,6 +38,8 @@ export interface ParamSpec {
   init: Init;
   /** AdamW weight decay applies (timm's convention: not biases, norm weights, position/class embeddings). */
   decay: boolean;
+  /** a buffer (batch norm's running statistics): saved and loaded like a parameter, never trained */
+  buffer?: boolean;
 }
 
 export interface GraphNode<K extends OpName = OpName> {
@@ -68,9 +73,9 @@ export class GraphBuilder {
 
   constructor(readonly input = 'pixels') {}
 
-  param(name: string, shape: number[], init: Init, decay: boolean): string {
+  param(name: string, shape: number[], init: Init, decay: boolean, buffer = false): string {
     if (this.params.some((p) => p.name === name)) throw new Error(`duplicate parameter '${name}'`);
-    this.params.push({ name, shape, init, decay });
+    this.params.push(buffer ? { name, shape, init, decay: false, buffer } : { name, shape, init, decay });
     return name;
   }
 
@@ -90,6 +95,15 @@ export class GraphBuilder {
     const w = this.param(`${prefix}.weight`, [width], { kind: 'ones' }, false);
     const b = this.param(`${prefix}.bias`, [width], { kind: 'zeros' }, false);
     return this.op('layer_norm', [x, w, b], { eps });
+  }
+
+  /** BatchNorm2d `prefix.{weight,bias,running_mean,running_var}`, PyTorch's names and defaults. */
+  batchNorm(x: string, prefix: string, channels: number, eps = 1e-5, momentum = 0.1): string {
+    const w = this.param(`${prefix}.weight`, [channels], { kind: 'ones' }, false);
+    const b = this.param(`${prefix}.bias`, [channels], { kind: 'zeros' }, false);
+    const mean = this.param(`${prefix}.running_mean`, [channels], { kind: 'zeros' }, false, true);
+    const variance = this.param(`${prefix}.running_var`, [channels], { kind: 'ones' }, false, true);
+    return this.op('batch_norm', [x, w, b, mean, variance], { eps, momentum });
   }
 
   build(inputShape: [number, number, number], outputs: Record<OutputName, string>): Graph {

@@ -23,6 +23,7 @@ type Packer<K extends OpName> = (a: OpAttrs[K]) => { ints?: number[]; floats?: n
 const PACK: { [K in OpName]?: Packer<K> } = {
   conv2d: (a) => ({ ints: [a.stride, a.padding] }),
   layer_norm: (a) => ({ floats: [a.eps] }),
+  batch_norm: (a) => ({ floats: [a.eps, a.momentum] }),
   softmax: (a) => ({ ints: [a.axis] }),
   attention: (a) => ({ ints: [a.heads] }),
   reshape: (a) => ({ ints: a.shape }),

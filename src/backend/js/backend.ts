@@ -22,6 +22,7 @@ export class JsBackend implements Backend {
   private readonly index = new Map<string, number>();
   private params: Tensor[];
   private readonly decay: boolean[];
+  private readonly buffer: boolean[];
   private optimizer: AdamW | null = null;
   private disposed = false;
 
@@ -34,6 +35,7 @@ export class JsBackend implements Backend {
     this.names = graph.params.map((p) => p.name);
     this.names.forEach((n, i) => this.index.set(n, i));
     this.decay = graph.params.map((p) => p.decay);
+    this.buffer = graph.params.map((p) => p.buffer ?? false);
     this.params = graph.params.map((p) => ({ shape: [...p.shape], data: alloc(dtype, numel(p.shape)) }));
   }
 
@@ -58,7 +60,9 @@ export class JsBackend implements Backend {
     this.checkAlive();
     const { loss, logits, grads } = this.backward(pixels, shape, labels);
     const out: Record<string, Floats> = {};
-    this.names.forEach((n, i) => (out[n] = grads[i] ?? alloc(this.dtype, this.params[i].data.length)));
+    this.names.forEach((n, i) => {
+      if (!this.buffer[i]) out[n] = grads[i] ?? alloc(this.dtype, this.params[i].data.length);
+    });
     return { loss, logits, grads: out };
   }
 

@@ -27,7 +27,7 @@ export class Interpreter {
     this.nodes = graph.nodes;
     const g = this.lowered;
     this.requiresGrad = new Array<boolean>(g.numSlots).fill(false);
-    for (let i = 0; i < g.numParams; i++) this.requiresGrad[i] = true;
+    for (let i = 0; i < g.numParams; i++) this.requiresGrad[i] = !graph.params[i].buffer;
     for (const n of g.nodes) this.requiresGrad[n.output] = n.inputs.some((s) => s >= 0 && this.requiresGrad[s]);
   }
 
@@ -37,7 +37,7 @@ export class Interpreter {
     return s;
   }
 
-  /** The value of `outputSlot`; with `record`, also the tape that backward() reads. */
+  /** The value of `outputSlot`; with `record` (a training forward), also the tape that backward() reads. */
   run(params: readonly Tensor[], input: Tensor, outputSlot: number, record: boolean): { out: Tensor; tape: Tape } {
     const g = this.lowered;
     const slots: (Tensor | null)[] = new Array<Tensor | null>(g.numSlots).fill(null);
@@ -51,7 +51,7 @@ export class Interpreter {
       const inputs = node.inputs.map((s) => (s < 0 ? null : slots[s]));
       let result: { out: Tensor; saved: unknown };
       try {
-        result = kernel.forward(inputs, this.nodes[i].attrs as never);
+        result = kernel.forward(inputs, this.nodes[i].attrs as never, { training: record });
       } catch (e) {
         if (e instanceof Error) e.message = `graph node '${this.nodes[i].output}' (${node.op}): ${e.message}`;
         throw e;
@@ -66,7 +66,7 @@ export class Interpreter {
     throw new Error(`graph output slot ${outputSlot} is never produced`);
   }
 
-  /** The gradient of every parameter (null where the output does not depend on it) given the output's `dOut`. */
+  /** The gradient of every parameter (null where the output does not depend on it, and for buffers) given `dOut`. */
   backward(tape: Tape, outputSlot: number, dOut: Floats): (Floats | null)[] {
     const grads: (Floats | null)[] = new Array<Floats | null>(this.lowered.numSlots).fill(null);
     grads[outputSlot] = dOut;

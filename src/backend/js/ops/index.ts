@@ -4,7 +4,7 @@ import { attention } from './attention.js';
 import { add, gelu, mul, quickGelu, relu, relu6 } from './elementwise.js';
 import type { Kernel } from './kernel.js';
 import { conv2d, linear } from './linear.js';
-import { layerNorm } from './norm.js';
+import { batchNorm, layerNorm } from './norm.js';
 import { concat, expandBatch, reshape, slice, transpose } from './shape.js';
 import { mean } from './mean.js';
 import { softmax } from './softmax.js';
@@ -27,6 +27,7 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   slice,
   expand_batch: expandBatch,
   mean,
+  batch_norm: batchNorm,
 };
 
 export type { Kernel } from './kernel.js';
