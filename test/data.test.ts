@@ -198,9 +198,16 @@ describe('augmentation warp', () => {
     const s = await sample();
     const ref = await sharp(s.file).resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
     const img = draw(await decode(s, size), null);
-    let worst = 0;
-    for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(at(img, c, i % size, Math.floor(i / size)) - ref[i * 3 + c]));
-    expect(worst).toBe(0);
+    let worst = 0, sum = 0;
+    for (let i = 0; i < size * size; i++) {
+      for (let c = 0; c < 3; c++) {
+        const d = Math.abs(at(img, c, i % size, Math.floor(i / size)) - ref[i * 3 + c]);
+        [worst, sum] = [Math.max(worst, d), sum + d];
+      }
+    }
+    // a 2x2 mean of the twice-size decode against sharp's direct resize: the same picture, other filters
+    expect(sum / (3 * size * size)).toBeLessThan(1.5);
+    expect(worst).toBeLessThan(16);
   });
 
   it('with nothing drawn is the eval transform, and flip mirrors it', async () => {

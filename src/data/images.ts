@@ -1,7 +1,10 @@
-// Image pipeline. sharp decodes each sample once — its ROI crop, resized so that the shorter side is the model's
-// input size — and a run keeps those pixels in memory (ImageCache). Every epoch's train augmentation then runs in JS
-// over them, as one pass per output pixel: an inverse affine warp (rotation, random resized crop, flip) with bilinear
-// sampling, then colour jitter and normalisation as one affine colour map; Gaussian blur on the result.
+// Image pipeline. sharp decodes each sample once — its ROI crop, resized so that the shorter side is twice the
+// model's input size — and a run keeps those pixels in memory (ImageCache). Every epoch's train augmentation then
+// runs in JS over them, as one pass per output pixel: an inverse affine warp (rotation, random resized crop, flip)
+// that averages 2x2 bilinear samples per output pixel, then colour jitter and normalisation as one affine colour map;
+// Gaussian blur on the result. Sampling from twice the resolution keeps the coins' pixel-wide relief: one bilinear
+// sample at the output resolution halves it at half-pixel offsets, and the side model then took ~10 more epochs to
+// leave the class prior.
 // Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
 // cores and left training pipeline-bound; this pass costs a fraction of a millisecond.
 // The eval transform (resize + centre crop) is the same warp with no rotation, no scaling and no colour change.
@@ -16,13 +19,14 @@ export interface ImageSpec {
   std: readonly number[];
 }
 
-/** A sample's region as RGB (HWC), its shorter side the model's input size. */
+/** A sample's region as RGB (HWC), its shorter side SUPERSAMPLE x the model's input size. */
 export interface Decoded {
   data: Uint8Array;
   width: number;
   height: number;
 }
 
+const SUPERSAMPLE = 2;
 const uniform = (rng: Rng, lo: number, hi: number) => lo + (hi - lo) * rng.next();
 
 /** The augmentation draws for one sample in one epoch: a function of (seed, epoch, uid) only. */
@@ -30,11 +34,12 @@ export function augmentRng(seed: number, epoch: number, uid: string): Rng {
   return new Rng(hashSeed(seed, `aug:${epoch}:${uid}`));
 }
 
-/** Decodes the sample's region (its crop, if any) and resizes it to cover size x size, keeping its aspect ratio. */
+/** Decodes the sample's region (its crop, if any), resized to cover 2 size x 2 size, keeping its aspect ratio. */
 export async function decode(sample: Sample, size: number): Promise<Decoded> {
+  const cover = SUPERSAMPLE * size;
   let img = sharp(sample.file, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb');
   if (sample.crop) img = img.extract({ left: sample.crop.x, top: sample.crop.y, width: sample.crop.width, height: sample.crop.height });
-  const { data, info } = await img.resize(size, size, { fit: 'outside' }).raw().toBuffer({ resolveWithObject: true });
+  const { data, info } = await img.resize(cover, cover, { fit: 'outside' }).raw().toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height };
 }
 
@@ -53,7 +58,7 @@ export class ImageCache {
     const hit = this.entries.get(key);
     if (hit) return hit;
     const p = decode(sample, size);
-    const estimate = size * size * 3 * 1.1;   // known exactly once decoded; reserved now so concurrent misses count
+    const estimate = (SUPERSAMPLE * size) ** 2 * 3 * 1.1;   // known exactly once decoded; reserved now so concurrent misses count
     if (this.bytes + estimate > this.budgetMB * 2 ** 20) return p;
     this.bytes += estimate;
     this.entries.set(key, p);
@@ -90,20 +95,31 @@ function drawTrain(d: Decoded, size: number, aug: Augment, rng: Rng): { warp: Wa
   const contrast = uniform(rng, 1 - aug.contrast, 1 + aug.contrast);
   const sigma = rng.next() < aug.blur_p ? uniform(rng, 0.3, 2.0) : 0;
   const flip = rng.next() < aug.hflip_p;
+  return { warp: warpOf(d, size, angle, side, left, top, flip), colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
+}
 
-  // Output pixel (u, v) -> crop point, relative to the region's centre, rotated back by the image's rotation
-  // (positive angles turn the image clockwise on screen), then to source pixel coordinates.
+/** The eval transform's geometry: the centred square, whole, at the output size (resize + centre crop). */
+function centreWarp(d: Decoded, size: number): Warp {
+  const side = Math.min(d.width, d.height);
+  return warpOf(d, size, 0, side, (d.width - side) / 2, (d.height - side) / 2, false);
+}
+
+/**
+ * Output pixel (u, v) -> a point of the square crop (side, at left/top of the region), relative to the region's
+ * centre, rotated back by the image's rotation (positive angles turn the image clockwise on screen), then to source
+ * pixel coordinates.
+ */
+function warpOf(d: Decoded, size: number, angle: number, side: number, left: number, top: number, flip: boolean): Warp {
   const s = side / size;
   const [cos, sin] = [Math.cos((angle * Math.PI) / 180), Math.sin((angle * Math.PI) / 180)];
   const [cx, cy] = [d.width / 2, d.height / 2];
   const ux = flip ? -s : s;
   const px = left + (flip ? side - s / 2 : s / 2) - cx, py = top + s / 2 - cy;   // output pixel (0, 0)
-  const warp: Warp = {
+  return {
     x0: cx + cos * px + sin * py - 0.5, y0: cy - sin * px + cos * py - 0.5,
     dux: cos * ux, duy: -sin * ux,
     dvx: sin * s, dvy: cos * s,
   };
-  return { warp, colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
 }
 
 /**
@@ -134,13 +150,12 @@ function colourMatrix(brightness: number, saturation: number, hue: number, contr
 export function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rng | null, out: Float32Array, offset: number): void {
   const { size } = spec;
   const t = aug && rng ? drawTrain(d, size, aug, rng)
-    : { warp: { x0: Math.floor((d.width - size) / 2), y0: Math.floor((d.height - size) / 2), dux: 1, duy: 0, dvx: 0, dvy: 1 }, colour: IDENTITY, sigma: 0 };
+    : { warp: centreWarp(d, size), colour: IDENTITY, sigma: 0 };
   warpInto(d, size, t.warp, t.colour, spec, out, offset);
   if (t.sigma > 0) for (let c = 0; c < 3; c++) blurPlane(out.subarray(offset + c * size * size, offset + (c + 1) * size * size), size, t.sigma);
 }
 
 function warpInto(d: Decoded, size: number, w: Warp, colour: ColourMatrix, spec: ImageSpec, out: Float32Array, offset: number): void {
-  const { data, width, height } = d;
   const [m0, m1, m2, bias] = colour;
   const scale = [0, 1, 2].map((c) => 1 / (255 * spec.std[c]));
   const shift = [0, 1, 2].map((c) => spec.mean[c] / spec.std[c]);
@@ -148,36 +163,47 @@ function warpInto(d: Decoded, size: number, w: Warp, colour: ColourMatrix, spec:
   const o0 = offset, o1 = offset + n, o2 = offset + 2 * n;
   const [a0, a1, a2] = m0, [b0, b1, b2] = m1, [c0, c1, c2] = m2;
   const [k0, k1, k2] = scale, [z0, z1, z2] = shift;
-  const row = width * 3;
+  const px = new Float64Array(3);   // one output pixel's RGB: the mean of its 2x2 bilinear samples
+  // the 2x2 sample points of an output pixel, a quarter of its step either side of its centre, in source pixels
+  const [ax, ay, bx, by] = [0.25 * (w.dux + w.dvx), 0.25 * (w.duy + w.dvy), 0.25 * (w.dux - w.dvx), 0.25 * (w.duy - w.dvy)];
   for (let v = 0; v < size; v++) {
     let sx = w.x0 + v * w.dvx, sy = w.y0 + v * w.dvy;
     for (let u = 0; u < size; u++, sx += w.dux, sy += w.duy) {
-      // bilinear; what lies outside the region reads as black (the rotated canvas's background)
-      const xi = Math.floor(sx), yi = Math.floor(sy);
-      const fx = sx - xi, fy = sy - yi;
-      let r = 0, g = 0, b = 0;
-      if (xi >= 0 && yi >= 0 && xi + 1 < width && yi + 1 < height) {
-        const p = yi * row + xi * 3, q = p + row;
-        const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
-        r = w00 * data[p] + w01 * data[p + 3] + w10 * data[q] + w11 * data[q + 3];
-        g = w00 * data[p + 1] + w01 * data[p + 4] + w10 * data[q + 1] + w11 * data[q + 4];
-        b = w00 * data[p + 2] + w01 * data[p + 5] + w10 * data[q + 2] + w11 * data[q + 5];
-      } else {
-        for (let k = 0; k < 4; k++) {
-          const x = xi + (k & 1), y = yi + (k >> 1);
-          if (x < 0 || y < 0 || x >= width || y >= height) continue;
-          const wt = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
-          const p = y * row + x * 3;
-          r += wt * data[p];
-          g += wt * data[p + 1];
-          b += wt * data[p + 2];
-        }
-      }
+      px[0] = px[1] = px[2] = 0;
+      bilinear(d, sx - ax, sy - ay, px);
+      bilinear(d, sx + ax, sy + ay, px);
+      bilinear(d, sx - bx, sy - by, px);
+      bilinear(d, sx + bx, sy + by, px);
+      const r = px[0] / 4, g = px[1] / 4, b = px[2] / 4;
       const i = v * size + u;
       out[o0 + i] = clamp255(a0 * r + a1 * g + a2 * b + bias) * k0 - z0;
       out[o1 + i] = clamp255(b0 * r + b1 * g + b2 * b + bias) * k1 - z1;
       out[o2 + i] = clamp255(c0 * r + c1 * g + c2 * b + bias) * k2 - z2;
     }
+  }
+}
+
+/** Adds the bilinear sample at (x, y) to acc; what lies outside the region reads as black (the rotated canvas's). */
+function bilinear({ data, width, height }: Decoded, x: number, y: number, acc: Float64Array): void {
+  const xi = Math.floor(x), yi = Math.floor(y);
+  const fx = x - xi, fy = y - yi;
+  const row = width * 3;
+  if (xi >= 0 && yi >= 0 && xi + 1 < width && yi + 1 < height) {
+    const p = yi * row + xi * 3, q = p + row;
+    const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
+    acc[0] += w00 * data[p] + w01 * data[p + 3] + w10 * data[q] + w11 * data[q + 3];
+    acc[1] += w00 * data[p + 1] + w01 * data[p + 4] + w10 * data[q + 1] + w11 * data[q + 4];
+    acc[2] += w00 * data[p + 2] + w01 * data[p + 5] + w10 * data[q + 2] + w11 * data[q + 5];
+    return;
+  }
+  for (let k = 0; k < 4; k++) {
+    const xx = xi + (k & 1), yy = yi + (k >> 1);
+    if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
+    const wt = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
+    const p = yy * row + xx * 3;
+    acc[0] += wt * data[p];
+    acc[1] += wt * data[p + 1];
+    acc[2] += wt * data[p + 2];
   }
 }
 
