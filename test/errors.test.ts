@@ -1,8 +1,12 @@
 // Bad input from JS is a TypeError naming the argument; LibTorch's own errors arrive as JS Errors with its message.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createModel, createModelFromGraph, GraphBuilder, readTorchFile } from '../src/index.js';
 import { loadAddon } from '../src/backend/native.js';
 import { lowerGraph } from '../src/model/lower.js';
+import { ROOT } from './helpers.js';
 
 const tiny = () => createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 32 });
 const px = () => new Float32Array(2 * 3 * 32 * 32);
@@ -63,5 +67,23 @@ describe('errors', () => {
     await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 50 })).rejects.toThrow(/not a multiple of the patch size 16/);
     await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, threads: 0 })).rejects.toThrow(/threads must be a positive integer/);
     await expect(readTorchFile('/nonexistent.pt')).rejects.toThrow(/cannot open \/nonexistent.pt/);
+  });
+
+  it('rejects a file that is not a torch.save zip, or a truncated one, without reading past it', async () => {
+    // LibTorch's in-memory reader read past the buffer on such files and crashed the process now and then; repeat
+    // enough that an over-read would show, and end in the file's tail where miniz looks for the central directory.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'penny-torchfile-'));
+    const bin = fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'hf-clip-tiny', 'pytorch_model.bin'));
+    const files = {
+      yaml: fs.readFileSync(path.join(ROOT, 'configs', 'training_config.yaml')),
+      truncated: bin.subarray(0, Math.floor(bin.length * 0.6)),
+      tail: Buffer.concat([Buffer.from('PK'), bin.subarray(bin.length - 100)]),
+    };
+    for (const [name, bytes] of Object.entries(files)) {
+      const file = path.join(dir, `${name}.pt`);
+      fs.writeFileSync(file, bytes);
+      for (let i = 0; i < 20; i++) await expect(readTorchFile(file)).rejects.toThrow(/is not a readable torch\.save file/);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -1,7 +1,7 @@
 // `pipeline` part (issue 3): does data loading keep up with training? Two questions, both answered in one run:
 //  1. throughput: images/s of the real loader (batches(): the side model's train augmentations over the run's
-//     decoded-image cache + normalise + batch, num_workers batches in flight) on data_examples/, against the images/s the ViT-B/32 native
-//     train step consumes at batch 32. Target: loader >= 2x the step.
+//     decoded-image cache + normalise + batch, num_workers batches in flight) on data_examples/, against the
+//     images/s the ViT-B/32 native train step consumes at batch 32. Target: loader >= 2x the step.
 //  2. overlap: one epoch as src/train/train.ts runs it (batches prefetched while the step computes), against the
 //     steps alone on the same, pre-built batches. Target: epoch <= 1.1x compute.
 // On a small CPU the loader and the step share the cores, so (2) is the figure that says whether loading hides.
