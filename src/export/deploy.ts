@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
-import type { ImageSpec } from '../data/images.js';
+import type { ImageCache, ImageSpec } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
 import { UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
@@ -28,6 +28,8 @@ export interface ExportContext {
   stamp: string;
   pretrained: string | null;
   log: RunLog;
+  /** the run's decoded images (train() passes its own); without one, export decodes what it reads */
+  cache?: ImageCache;
 }
 
 export interface ExportResult {
@@ -37,7 +39,7 @@ export interface ExportResult {
 }
 
 export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
-  const { model, cfg, index, labelMap, stamp, log } = ctx;
+  const { model, cfg, index, labelMap, stamp, log, cache } = ctx;
   const key = cfg.model_type;
   const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
   const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
@@ -58,7 +60,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   }
 
   // Parity on real validation images: onnxruntime against the native model.
-  const [val] = await allBatches(index.val.slice(0, PARITY_IMAGES), evalOptions({ batchSize: PARITY_IMAGES, spec, workers: 1 }));
+  const [val] = await allBatches(index.val.slice(0, PARITY_IMAGES), evalOptions({ batchSize: PARITY_IMAGES, spec, workers: 1, cache }));
   const { maxAbsDiff } = await onnxParity(fp32, val.pixels, val.shape, await model.predict(val.pixels, val.shape));
   log.info(`ONNX parity (onnxruntime vs native, ${val.labels.length} val images): max |diff| ${maxAbsDiff.toExponential(2)}`);
   if (!(maxAbsDiff <= PARITY_LIMIT)) {
@@ -75,7 +77,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   if (!cfg.quantize) return { fp32: fp32File, parityMaxAbsDiff: maxAbsDiff };
 
   const calibration = cfg.quantize_mode === 'static'
-    ? (await allBatches(index.train.slice(0, calibrationCount), evalOptions({ batchSize: 8, spec, workers: cfg.num_workers }))).map((b) => ({ data: b.pixels, shape: b.shape }))
+    ? (await allBatches(index.train.slice(0, calibrationCount), evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache }))).map((b) => ({ data: b.pixels, shape: b.shape }))
     : undefined;
   const { model: q } = await quantizeInt8(fp32, { mode: cfg.quantize_mode, method: cfg.calibration_method, calibration });
   const int8 = withMetadata(q, {
@@ -86,7 +88,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const int8Bytes = encodeModel(int8);
   writeOnnxAtomic(int8File, int8Bytes);
   log.info(`Exported: ${int8File}`);
-  await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers })), model.numClasses, log);
+  await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache })), model.numClasses, log);
   return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff };
 }
 

@@ -1,7 +1,7 @@
 // A small convolutional backbone: quick to train from scratch on a CPU, for the learning benchmark and for users
 // without pretrained CLIP weights. A stride-1 3x3 stem at full resolution (the coins' relief is a pixel or two
-// wide), stride-2 3x3 conv + BatchNorm + ReLU stages (without batch norm it sat at the class prior for
-// tens of epochs on the synthetic side task; with it, it leaves the prior within a few), global average pooling, a projection, the head.
+// wide), then stride-2 stages, each 3x3 conv + BatchNorm + ReLU; global average pooling, a projection, the head.
+// Without batch norm it sat at the class prior for tens of epochs on the synthetic side task.
 // Init: Kaiming-normal convs (fan-in, ReLU gain), PyTorch-default Linear layers.
 import { GraphBuilder, type Graph } from './graph.js';
 

@@ -1,5 +1,4 @@
 // Evaluation of a split: eval transform, logits from the model, loss/accuracy/macro-F1.
-import type { ImageCache, ImageSpec } from '../data/images.js';
 import type { Sample } from '../data/dataset.js';
 import { batches, evalOptions } from '../data/loader.js';
 import type { PennyModel } from '../model/model.js';
@@ -18,7 +17,7 @@ export function crossEntropy(logits: ArrayLike<number>, labels: ArrayLike<number
   return sum / labels.length;
 }
 
-export async function evaluate(model: PennyModel, samples: readonly Sample[], o: { batchSize: number; spec: ImageSpec; workers: number; cache?: ImageCache }): Promise<Tally> {
+export async function evaluate(model: PennyModel, samples: readonly Sample[], o: Parameters<typeof evalOptions>[0]): Promise<Tally> {
   const tally = new Tally();
   for await (const b of batches(samples, evalOptions(o))) {
     const logits = await model.predict(b.pixels, b.shape);

@@ -151,7 +151,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     baseLr: cfg.lr, etaMin: cfg.lr_scheduler_eta_min,
     warmupSteps: cfg.lr_warmup_epochs * stepsPerEpoch, totalSteps: cfg.num_epochs * stepsPerEpoch,
   };
-  const cache = new ImageCache(cfg.image_cache_mb);   // train, val and test images, decoded once for the run
+  const cache = new ImageCache(cfg.image_cache_mb);   // every image the run reads, export included, decoded once
   const ckptDir = path.join('output', 'checkpoints');
   const last = path.join(ckptDir, `${key}_last.pt`);
   const best = path.join(ckptDir, `${key}_best.pt`);
@@ -211,7 +211,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   fs.mkdirSync(path.dirname(labelFile), { recursive: true });
   fs.writeFileSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
 
-  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log });
+  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache });
   return {
     bestValF1,
     test: { loss: test.loss, acc: test.acc, f1Macro: test.f1Macro },
