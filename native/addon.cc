@@ -12,6 +12,7 @@
 #endif
 #include <fstream>
 
+#include "compute.h"
 #include "convert.h"
 #include "model.h"
 #include "task.h"
@@ -25,7 +26,9 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("torchVersion", TORCH_VERSION);
   o.Set("cudaAvailable", torch::cuda::is_available());
   o.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
-  o.Set("numThreads", at::get_num_threads());
+  int threads = 0;
+  PENNY_TRY(env, { compute::run([&] { threads = at::get_num_threads(); }); })
+  o.Set("numThreads", threads);
   return o;
 }
 
@@ -33,18 +36,37 @@ void SetNumThreads(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1) {
     throw Napi::TypeError::New(info.Env(), "setNumThreads(n): n must be a positive integer");
   }
-  at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  int n = info[0].As<Napi::Number>().Int32Value();
+  // OpenMP's and MKL's counts are per thread: set them where the work runs.
+  PENNY_TRY(info.Env(), { compute::run([n] { at::set_num_threads(n); }); })
 }
 
-// A pickled value as plain JS: dict -> object, list/tuple -> array, tensor -> { kind: 'tensor', dtype, shape, data }.
-Napi::Value toJs(Napi::Env env, const c10::IValue& v) {
+// Every tensor of a value, depth first, with its dtype's name, as toHost() copies: made on the compute thread, read by
+// toJs on the main thread in the same order.
+using HostTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+void collectTensors(const c10::IValue& v, HostTensors& out) {
   if (v.isTensor()) {
-    const auto& t = v.toTensor();
+    out.emplace_back(c10::toString(v.toTensor().scalar_type()), toHost(v.toTensor()));
+  } else if (v.isGenericDict()) {
+    for (const auto& e : v.toGenericDict()) collectTensors(e.value(), out);
+  } else if (v.isList()) {
+    for (const auto& x : v.toListRef()) collectTensors(x, out);
+  } else if (v.isTuple()) {
+    for (const auto& x : v.toTupleRef().elements()) collectTensors(x, out);
+  }
+}
+
+// A pickled value as plain JS: dict -> object, list/tuple -> array, tensor -> { kind: 'tensor', dtype, shape, data }
+// (data: Float64Array for float64 and int64, else Float32Array). `next` walks `host` as collectTensors filled it.
+Napi::Value toJs(Napi::Env env, const c10::IValue& v, const HostTensors& host, size_t& next) {
+  if (v.isTensor()) {
+    const auto& [dtype, t] = host.at(next++);
     auto o = Napi::Object::New(env);
     o.Set("kind", "tensor");
-    o.Set("dtype", std::string(c10::toString(t.scalar_type())));
+    o.Set("dtype", dtype);
     o.Set("shape", shapeToJs(env, t.sizes()));
-    o.Set("data", toTypedArray(env, t.is_floating_point() && t.scalar_type() != at::kDouble ? t.to(at::kFloat) : t));
+    o.Set("data", toTypedArray(env, t));
     return o;
   }
   if (v.isGenericDict()) {
@@ -52,14 +74,14 @@ Napi::Value toJs(Napi::Env env, const c10::IValue& v) {
     for (const auto& e : v.toGenericDict()) {
       const auto& k = e.key();
       std::string key = k.isString() ? k.toStringRef() : k.isInt() ? std::to_string(k.toInt()) : "?";
-      o.Set(key, toJs(env, e.value()));
+      o.Set(key, toJs(env, e.value(), host, next));
     }
     return o;
   }
   if (v.isList() || v.isTuple()) {
     auto items = v.isList() ? v.toListRef().vec() : v.toTupleRef().elements().vec();
     auto a = Napi::Array::New(env, items.size());
-    for (size_t i = 0; i < items.size(); i++) a.Set(i, toJs(env, items[i]));
+    for (size_t i = 0; i < items.size(); i++) a.Set(i, toJs(env, items[i], host, next));
     return a;
   }
   if (v.isInt()) return Napi::Number::New(env, static_cast<double>(v.toInt()));
@@ -151,7 +173,8 @@ Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "readTorchFile(path): path must be a string");
   std::string path = info[0].ToString();
   auto value = std::make_shared<c10::IValue>();
-  return Task::Run(env, [path, value] {
+  auto host = std::make_shared<HostTensors>();
+  return Task::Run(env, [path, value, host] {
     if (!std::ifstream(path, std::ios::binary)) throw std::runtime_error("cannot open " + path);
     try {
       caffe2::serialize::PyTorchStreamReader reader(path);
@@ -159,7 +182,11 @@ Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
     } catch (const std::exception& e) {
       throw std::runtime_error(path + " is not a readable torch.save file: " + errorMessage(e));
     }
-  }, [value, path](Napi::Env env) -> Napi::Value { return toJs(env, *value); }, {});
+    collectTensors(*value, *host);
+  }, [value, host](Napi::Env env) -> Napi::Value {
+    size_t next = 0;
+    return toJs(env, *value, *host, next);
+  }, {});
 }
 
 }  // namespace
@@ -168,7 +195,7 @@ Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace penny;
 #ifdef __GLIBC__
-  // LibTorch runs on libuv's worker threads, whose malloc arenas hand large freed blocks back to the kernel at once,
+  // LibTorch runs on the compute thread, whose malloc arena hand large freed blocks back to the kernel at once,
   // so every step faulted its activations in afresh (~8k page faults, ~6% of a ViT-B/32 eval step). Keep freed
   // memory up to these sizes in the process, as Python's main-thread arena effectively does.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);

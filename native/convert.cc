@@ -1,6 +1,7 @@
 #include "convert.h"
 
 #include <cstring>
+#include <stdexcept>
 
 namespace penny {
 
@@ -55,17 +56,21 @@ at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType
   return at::from_blob(data, shape, at::TensorOptions().dtype(dtype));
 }
 
-Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t) {
-  auto c = t.detach().to(at::kCPU).contiguous();
-  if (c.scalar_type() == at::kDouble || c.scalar_type() == at::kLong) {
-    c = c.to(at::kDouble);
-    auto out = Napi::Float64Array::New(env, c.numel());
-    std::memcpy(out.Data(), c.data_ptr<double>(), c.numel() * sizeof(double));
+at::Tensor toHost(const at::Tensor& t) {
+  auto dtype = t.scalar_type() == at::kDouble || t.scalar_type() == at::kLong ? at::kDouble : at::kFloat;
+  return t.detach().to(at::kCPU, dtype).contiguous();
+}
+
+Napi::Value toTypedArray(Napi::Env env, const at::Tensor& host) {
+  if (!host.device().is_cpu() || !host.is_contiguous()) throw std::logic_error("toTypedArray: not a toHost() tensor");
+  if (host.scalar_type() == at::kDouble) {
+    auto out = Napi::Float64Array::New(env, host.numel());
+    std::memcpy(out.Data(), host.data_ptr<double>(), host.numel() * sizeof(double));
     return out;
   }
-  c = c.to(at::kFloat);
-  auto out = Napi::Float32Array::New(env, c.numel());
-  std::memcpy(out.Data(), c.data_ptr<float>(), c.numel() * sizeof(float));
+  if (host.scalar_type() != at::kFloat) throw std::logic_error("toTypedArray: not a toHost() tensor");
+  auto out = Napi::Float32Array::New(env, host.numel());
+  std::memcpy(out.Data(), host.data_ptr<float>(), host.numel() * sizeof(float));
   return out;
 }
 

@@ -13,8 +13,11 @@ std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name);
 int64_t numel(const std::vector<int64_t>& shape);
 // Wraps a typed array's memory (no copy) as a tensor of `dtype`; the caller keeps the array alive.
 at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype, const std::vector<int64_t>& shape);
-// Copies a tensor into a new typed array of its dtype (float32, float64, int64 -> Float64Array).
-Napi::Value toTypedArray(Napi::Env env, const at::Tensor& t);
+// On the compute thread: `t` as toTypedArray takes it, on the CPU and contiguous; float64 and int64 as float64,
+// every other dtype as float32. No copy when it already is.
+at::Tensor toHost(const at::Tensor& t);
+// On the main thread: copies a toHost() tensor into a new Float32Array or Float64Array (a memcpy, no LibTorch op).
+Napi::Value toTypedArray(Napi::Env env, const at::Tensor& host);
 Napi::Array shapeToJs(Napi::Env env, at::IntArrayRef shape);
 const char* dtypeName(at::ScalarType t);
 

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "compute.h"
 #include "convert.h"
 #include "task.h"
 
@@ -52,15 +53,21 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
                                         std::to_string(params.Length()));
   }
   auto options = at::TensorOptions().dtype(c.dtype).device(c.device);
+  std::vector<std::vector<int64_t>> shapes;
   for (uint32_t i = 0; i < params.Length(); i++) {
     auto p = params.Get(i).As<Napi::Object>();
     c.names.push_back(p.Get("name").ToString().Utf8Value());
     auto shape = shapeArg(p.Get("shape"), ("params[" + std::to_string(i) + "].shape").c_str());
     bool buffer = p.Has("buffer") && p.Get("buffer").ToBoolean().Value();
-    PENNY_TRY(env, { c.params.push_back(at::zeros(shape, options).set_requires_grad(!buffer)); })
+    shapes.push_back(shape);
     c.decay.push_back(p.Get("decay").ToBoolean().Value());
     c.buffer.push_back(buffer);
   }
+  PENNY_TRY(env, {
+    compute::run([&] {
+      for (size_t i = 0; i < shapes.size(); i++) c.params.push_back(at::zeros(shapes[i], options).set_requires_grad(!c.buffer[i]));
+    });
+  })
 }
 
 void Model::checkAlive(Napi::Env env) const {
@@ -110,9 +117,8 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   auto core = core_;
   auto out = std::make_shared<at::Tensor>();
   return Task::Run(env, [core, batch, slot, out] {
-    std::lock_guard<std::mutex> lock(core->mu);
     c10::InferenceMode guard;
-    *out = runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false).to(at::kCPU);
+    *out = toHost(runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false));
   }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
 }
 
@@ -121,7 +127,7 @@ static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params,
                          const at::Tensor& x, const at::Tensor& y, at::Device device, at::Tensor* logitsOut) {
   auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"), /*training=*/true);
   auto loss = at::cross_entropy_loss(logits, y.to(device, at::kLong));
-  if (logitsOut) *logitsOut = logits.detach().to(at::kCPU);
+  if (logitsOut) *logitsOut = toHost(logits);
   return loss;
 }
 
@@ -173,7 +179,6 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   auto core = core_;
   auto result = std::make_shared<std::pair<double, at::Tensor>>();
   return Task::Run(env, [core, batch, lr, result] {
-    std::lock_guard<std::mutex> lock(core->mu);
     auto& opt = *core->optimizer;
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &result->second);
@@ -199,7 +204,6 @@ Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   struct Out { double loss; at::Tensor logits; std::vector<at::Tensor> grads; };
   auto out = std::make_shared<Out>();
   return Task::Run(env, [core, batch, out] {
-    std::lock_guard<std::mutex> lock(core->mu);
     auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &out->logits);
     std::vector<at::Tensor> trained;
     for (size_t i = 0; i < core->params.size(); i++) if (!core->buffer[i]) trained.push_back(core->params[i]);
@@ -208,7 +212,7 @@ Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
     for (size_t i = 0, j = 0; i < core->params.size(); i++) {
       if (core->buffer[i]) { out->grads.emplace_back(); continue; }
       const auto& gi = grads[j++];
-      out->grads.push_back(gi.defined() ? gi.to(at::kCPU) : at::zeros_like(core->params[i], at::kCPU));
+      out->grads.push_back(toHost(gi.defined() ? gi : at::zeros_like(core->params[i])));
     }
   }, [core, out](Napi::Env env) -> Napi::Value {
     auto o = Napi::Object::New(env);
@@ -227,8 +231,6 @@ Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
 Napi::Value Model::GetParams(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
-  std::lock_guard<std::mutex> lock(core_->mu);
-  auto o = Napi::Object::New(env);
   std::vector<int> which;
   if (info.Length() > 0 && info[0].IsArray()) {
     auto a = info[0].As<Napi::Array>();
@@ -236,12 +238,17 @@ Napi::Value Model::GetParams(const Napi::CallbackInfo& info) {
   } else {
     for (size_t i = 0; i < core_->params.size(); i++) which.push_back(static_cast<int>(i));
   }
-  PENNY_TRY(env, { for (int i : which) o.Set(core_->names[i], toTypedArray(env, core_->params[i])); })
+  std::vector<at::Tensor> host(which.size());
+  PENNY_TRY(env, { compute::run([&] { for (size_t k = 0; k < which.size(); k++) host[k] = toHost(core_->params[which[k]]); }); })
+  auto o = Napi::Object::New(env);
+  for (size_t k = 0; k < which.size(); k++) o.Set(core_->names[which[k]], toTypedArray(env, host[k]));
   return o;
 }
 
-// Copies `value` (a typed array of the model's dtype) into `dst`, naming `what` when it does not fit.
-static void assign(Napi::Env env, at::Tensor& dst, const Napi::Value& value, const std::string& what, at::ScalarType dtype) {
+// `value` (a typed array of the model's dtype) as a tensor shaped like `dst` (a view, no copy), naming `what` when it
+// does not fit. On the main thread; the copy into `dst` is the caller's, on the compute thread.
+static at::Tensor source(Napi::Env env, const at::Tensor& dst, const Napi::Value& value, const std::string& what,
+                         at::ScalarType dtype) {
   std::vector<int64_t> shape(dst.sizes().begin(), dst.sizes().end());
   if (value.IsTypedArray() && static_cast<int64_t>(value.As<Napi::TypedArray>().ElementLength()) != dst.numel()) {
     std::string s = "[";
@@ -249,26 +256,30 @@ static void assign(Napi::Env env, at::Tensor& dst, const Napi::Value& value, con
     throw Napi::TypeError::New(env, what + ": expected " + std::to_string(dst.numel()) + " values (shape " + s +
                                         "]), got " + std::to_string(value.As<Napi::TypedArray>().ElementLength()));
   }
-  auto src = viewTypedArray(value, what.c_str(), dtype, shape);
-  PENNY_TRY(env, {
-    at::NoGradGuard ng;
-    dst.copy_(src);
-  })
+  return viewTypedArray(value, what.c_str(), dtype, shape);
 }
 
-// setParams({ name: Float32Array, ... }): any subset; each must match the parameter's size.
+// setParams({ name: Float32Array, ... }): any subset; each must match the parameter's size. Every value is checked
+// before any is copied, so a bad one changes nothing.
 void Model::SetParams(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setParams(values): values must be an object");
-  std::lock_guard<std::mutex> lock(core_->mu);
   auto values = info[0].As<Napi::Object>();
   auto keys = values.GetPropertyNames();
+  std::vector<std::pair<int, at::Tensor>> copies;
   for (uint32_t k = 0; k < keys.Length(); k++) {
     std::string name = keys.Get(k).ToString();
     int i = paramIndex(env, name);
-    assign(env, core_->params[i], values.Get(name), "params['" + name + "']", core_->dtype);
+    copies.emplace_back(i, source(env, core_->params[i], values.Get(name), "params['" + name + "']", core_->dtype));
   }
+  auto& params = core_->params;
+  PENNY_TRY(env, {
+    compute::run([&] {
+      at::NoGradGuard ng;
+      for (auto& [i, src] : copies) params[i].copy_(src);
+    });
+  })
 }
 
 // setOptimizer({ lr, beta1, beta2, eps, weightDecay }): a fresh AdamW; parameters marked decay: false get none.
@@ -282,34 +293,50 @@ void Model::SetOptimizer(const Napi::CallbackInfo& info) {
     return o.Get(k).As<Napi::Number>().DoubleValue();
   };
   auto opts = torch::optim::AdamWOptions(num("lr")).betas({num("beta1"), num("beta2")}).eps(num("eps"));
-  std::lock_guard<std::mutex> lock(core_->mu);
-  std::vector<at::Tensor> decay, noDecay;
-  for (size_t i = 0; i < core_->params.size(); i++) {
-    if (!core_->buffer[i]) (core_->decay[i] ? decay : noDecay).push_back(core_->params[i]);
-  }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(num("weightDecay"))));
-  groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-  core_->optimizer = std::make_unique<torch::optim::AdamW>(groups, opts);
+  double weightDecay = num("weightDecay");
+  auto& c = *core_;
+  PENNY_TRY(env, {
+    compute::run([&] {
+      std::vector<at::Tensor> decay, noDecay;
+      for (size_t i = 0; i < c.params.size(); i++) {
+        if (!c.buffer[i]) (c.decay[i] ? decay : noDecay).push_back(c.params[i]);
+      }
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(weightDecay)));
+      groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
+      c.optimizer = std::make_unique<torch::optim::AdamW>(groups, opts);
+    });
+  })
 }
 
 // getOptimizerState() -> { name: { step, expAvg, expAvgSq } } for every parameter that has taken a step.
 Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
-  std::lock_guard<std::mutex> lock(core_->mu);
+  struct Entry { size_t param; int64_t step; at::Tensor expAvg, expAvgSq; };
+  std::vector<Entry> entries;
+  auto& c = *core_;
+  PENNY_TRY(env, {
+    compute::run([&] {
+      if (!c.optimizer) return;
+      auto& state = c.optimizer->state();
+      for (size_t i = 0; i < c.params.size(); i++) {
+        auto it = state.find(c.params[i].unsafeGetTensorImpl());
+        if (it == state.end()) continue;
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+        entries.push_back({i, s.step(), toHost(s.exp_avg()), toHost(s.exp_avg_sq())});
+      }
+    });
+  })
+  // The host tensors may be views of the live state: nothing can change it before this returns, since only this
+  // thread queues work on this model.
   auto o = Napi::Object::New(env);
-  if (!core_->optimizer) return o;
-  auto& state = core_->optimizer->state();
-  for (size_t i = 0; i < core_->params.size(); i++) {
-    auto it = state.find(core_->params[i].unsafeGetTensorImpl());
-    if (it == state.end()) continue;
-    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+  for (const auto& en : entries) {
     auto e = Napi::Object::New(env);
-    e.Set("step", static_cast<double>(s.step()));
-    e.Set("expAvg", toTypedArray(env, s.exp_avg()));
-    e.Set("expAvgSq", toTypedArray(env, s.exp_avg_sq()));
-    o.Set(core_->names[i], e);
+    e.Set("step", static_cast<double>(en.step));
+    e.Set("expAvg", toTypedArray(env, en.expAvg));
+    e.Set("expAvgSq", toTypedArray(env, en.expAvgSq));
+    o.Set(c.names[en.param], e);
   }
   return o;
 }
@@ -320,30 +347,46 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   checkAlive(env);
   if (!core_->optimizer) throw Napi::Error::New(env, "setOptimizerState: call setOptimizer first");
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizerState(state): state must be an object");
-  std::lock_guard<std::mutex> lock(core_->mu);
   auto in = info[0].As<Napi::Object>();
-  auto& state = core_->optimizer->state();
-  state.clear();
+  struct Entry { int param; int64_t step; at::Tensor expAvg, expAvgSq; };
+  std::vector<Entry> entries;
+  auto& c = *core_;
   auto keys = in.GetPropertyNames();
   for (uint32_t k = 0; k < keys.Length(); k++) {
     std::string name = keys.Get(k).ToString();
     int i = paramIndex(env, name);
     auto e = in.Get(name).As<Napi::Object>();
-    auto& p = core_->params[i];
-    auto s = freshAdamState(p);
-    s->step(static_cast<int64_t>(e.Get("step").ToNumber().Int64Value()));
-    assign(env, s->exp_avg(), e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", core_->dtype);
-    assign(env, s->exp_avg_sq(), e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", core_->dtype);
-    state[p.unsafeGetTensorImpl()] = std::move(s);
+    const auto& p = c.params[i];
+    entries.push_back({i, static_cast<int64_t>(e.Get("step").ToNumber().Int64Value()),
+                       source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
+                       source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)});
   }
+  PENNY_TRY(env, {
+    compute::run([&] {
+      at::NoGradGuard ng;
+      auto& state = c.optimizer->state();
+      state.clear();
+      for (auto& en : entries) {
+        const auto& p = c.params[en.param];
+        auto s = freshAdamState(p);
+        s->step(en.step);
+        s->exp_avg().copy_(en.expAvg);
+        s->exp_avg_sq().copy_(en.expAvgSq);
+        state[p.unsafeGetTensorImpl()] = std::move(s);
+      }
+    });
+  })
 }
 
-// dispose(): frees the parameters and optimizer state now rather than at garbage collection.
+// dispose(): frees the parameters and optimizer state now rather than at garbage collection (after the calls
+// already queued on this model have run).
 void Model::Dispose(const Napi::CallbackInfo& info) {
-  std::lock_guard<std::mutex> lock(core_->mu);
-  core_->optimizer.reset();
-  core_->params.clear();
-  core_->disposed = true;
+  auto& c = *core_;
+  compute::run([&] {
+    c.optimizer.reset();
+    c.params.clear();
+  });
+  c.disposed = true;
 }
 
 Napi::Value Model::Device(const Napi::CallbackInfo& info) {

@@ -1,11 +1,10 @@
 // A model in LibTorch: the parameters of a lowered graph, its interpreter, cross-entropy and AdamW.
-// Every tensor call runs as a Task off the main thread; one mutex serialises the calls on one model.
+// Every tensor call runs on the compute thread (compute.h), which also serialises the calls on one model.
 #pragma once
 #include <napi.h>
 #include <torch/torch.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,7 +27,6 @@ class Model : public Napi::ObjectWrap<Model> {
     std::unique_ptr<torch::optim::AdamW> optimizer;
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;
-    std::mutex mu;
     bool disposed = false;
   };
 

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gemm, gemmNaive, mat } from '../src/backend/js/matmul.js';
-import { buildBackbone, createModel, createModelFromGraph, type Floats, type PennyModel } from '../src/index.js';
+import { buildBackbone, createModel, createModelFromGraph, GraphBuilder, type Floats, type PennyModel } from '../src/index.js';
 import { numel } from '../src/model/graph.js';
 import { Rng } from '../src/util/rng.js';
 import { FIXTURE, gradcheck, maxAbsDiff, otherOps, randomLabels, randn, readF32 } from './helpers.js';
@@ -110,6 +110,23 @@ describe('JS backend against native', () => {
     const x = randn(numel(s), 11);
     expect(rel(await js.forward(x, s, 'embeds'), await native.forward(x, s, 'embeds'))).toBeLessThan(1e-4);
     await expectSameGrads(js, native, x, s, randomLabels(4, 3, 12), 1e-4);
+  });
+
+  it('the native shortcuts: a patch-tiling conv with a bias (one GEMM) and attention past 128 tokens (flash)', async () => {
+    // 192 px in 16-px patches: 144 + the class token = 145 tokens, past the explicit-attention limit (native/graph.cc)
+    const vit = buildBackbone('clip_vit_tiny', 3, 192);
+    const g = new GraphBuilder();
+    const w = g.param('conv.weight', [4, 3, 4, 4], { kind: 'normal', std: 0.3 }, true);
+    const bias = g.param('conv.bias', [4], { kind: 'normal', std: 0.1 }, false);
+    const x = g.op('reshape', [g.op('conv2d', [g.input, w, bias], { stride: 4, padding: 0 })], { shape: [0, 16] });
+    const logits = g.linear(x, 'head', 16, 3, { weight: { kind: 'normal', std: 0.5 } }, 'logits');
+    const conv = g.build([3, 8, 8], { embeds: x, logits });
+    for (const [graph, s] of [[vit, [2, 3, 192, 192]], [conv, [2, 3, 8, 8]]] as const) {
+      const [js, native] = [await createModelFromGraph(graph, 3, { backend: 'js', seed: 6 }), await createModelFromGraph(graph, 3, { seed: 6 })];
+      const px = randn(numel([...s]), 15);
+      expect(rel(await js.predict(px, [...s]), await native.predict(px, [...s]))).toBeLessThan(1e-4);
+      await expectSameGrads(js, native, px, [...s], randomLabels(2, 3, 16), 1e-4);
+    }
   });
 
   it('cnn_small (strided padded convs, batch norm, relu, mean pooling): forward, gradients, running statistics', async () => {
