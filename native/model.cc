@@ -240,6 +240,8 @@ Napi::Value Model::GetParams(const Napi::CallbackInfo& info) {
   }
   std::vector<at::Tensor> host(which.size());
   PENNY_TRY(env, { compute::run([&] { for (size_t k = 0; k < which.size(); k++) host[k] = toHost(core_->params[which[k]]); }); })
+  // On the CPU the host tensors are the parameters themselves: nothing changes them before this returns, since only
+  // this thread queues work on this model.
   auto o = Napi::Object::New(env);
   for (size_t k = 0; k < which.size(); k++) o.Set(core_->names[which[k]], toTypedArray(env, host[k]));
   return o;
@@ -328,8 +330,7 @@ Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
       }
     });
   })
-  // The host tensors may be views of the live state: nothing can change it before this returns, since only this
-  // thread queues work on this model.
+  // As in getParams, the host tensors may be the live state itself.
   auto o = Napi::Object::New(env);
   for (const auto& en : entries) {
     auto e = Napi::Object::New(env);

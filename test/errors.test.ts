@@ -24,6 +24,10 @@ describe('errors', () => {
     expect(() => m.trainStep(px(), [2, 3, 32, 32], new Int32Array([0, 1]), { lr: NaN })).toThrow(/lr must be a finite number/);
     expect(() => m.setParams({ 'head.bias': new Float32Array(4) })).toThrow(/params\['head.bias'\]: expected 3 values \(shape \[3\]\), got 4/);
     expect(() => m.setParams({ 'head.nope': new Float32Array(3) })).toThrow(/no parameter named 'head.nope'/);
+    // every value is checked before any is copied: the good one in a bad call changes nothing
+    const before = m.getParams(['head.bias'])['head.bias'];
+    expect(() => m.setParams({ 'head.bias': new Float32Array([1, 2, 3]), 'head.weight': new Float32Array(1) })).toThrow(/head.weight/);
+    expect(m.getParams(['head.bias'])['head.bias']).toEqual(before);
   });
 
   it('checks arguments in the addon too, for callers below the TypeScript API', async () => {

@@ -42,12 +42,23 @@ export interface LibtorchBuild {
 
 let addon: Addon | undefined;
 
+/**
+ * How long LibTorch's OpenMP workers spin, waiting for the next parallel region, before they sleep (libgomp reads it
+ * once, when the addon loads it). libgomp's default, ~300k spins, keeps a worker busy through every serial stretch of
+ * a step, so on a 2-core machine it took the core the loader's augmentation needed: cnn_small's side epochs at 128 px
+ * ran ~8.6-10.0 s instead of ~7.7-8.4 s with 3000, while the tiny ViT's train step (1.8-1.9 ms at batch 8) and
+ * ViT-B/32's (4.5-4.7 s at batch 32) were the same with either; with no spinning at all (0) the tiny step took 10 ms.
+ * Set GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself to choose otherwise.
+ */
+const GOMP_SPINCOUNT = '3000';
+
 export function loadAddon(): Addon {
   if (addon) return addon;
   if (!fs.existsSync(ADDON)) {
     throw new Error(`penny-train's native addon is not built (${ADDON} is missing). Run \`npm install\` ` +
       '(or `npm run build`) in the penny-train folder; it finds or fetches LibTorch and builds the addon.');
   }
+  if (process.env.GOMP_SPINCOUNT === undefined && process.env.OMP_WAIT_POLICY === undefined) process.env.GOMP_SPINCOUNT = GOMP_SPINCOUNT;
   const require = createRequire(import.meta.url);
   addon = require(ADDON) as Addon;
   addon.setNumThreads(os.availableParallelism());
