@@ -118,7 +118,7 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
     case Op::Softmax:
       return at::softmax(x, n.ints[0]);
     case Op::Attention: {
-      // [B, T, C] x3 -> heads -> SDPA -> [B, T, C], as HF CLIPAttention does with attn_implementation="sdpa".
+      // [B, T, C] x3 -> heads -> softmax(q k^T / sqrt(d)) v -> [B, T, C], as HF CLIPAttention computes it.
       const int64_t heads = n.ints[0], B = x.size(0), T = x.size(1), C = x.size(2);
       auto split = [&](const at::Tensor& t) { return t.view({B, T, heads, C / heads}).transpose(1, 2); };
       auto q = split(x), k = split(s[n.inputs[1]]), v = split(s[n.inputs[2]]);

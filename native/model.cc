@@ -122,7 +122,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
 }
 
-// The loss of one batch in training mode (batch norm uses and updates batch statistics), on the worker thread.
+// The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread.
 static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params,
                          const at::Tensor& x, const at::Tensor& y, at::Device device, at::Tensor* logitsOut) {
   auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"), /*training=*/true);

@@ -5,7 +5,8 @@ import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { exportCheckpoint, train } from './train/train.js';
 
-// sharp's decoding and the native steps share libuv's pool: give it room before anything starts it.
+// sharp decodes on libuv's pool (the native steps run on their own compute thread): room for the loader's batches of
+// decodes in flight, set before anything starts the pool.
 process.env.UV_THREADPOOL_SIZE ??= '8';
 
 /** snake_case flags are the original's; kebab-case ones are accepted too. */

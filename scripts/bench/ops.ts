@@ -234,7 +234,7 @@ export async function runOps(ctx: BenchContext): Promise<PartResult> {
         ratio: js.median / ns.median, target: '',
       });
       notes.push(`cross-entropy: one lossAndGrads() call per figure on both backends (graph: input + bias -> CE), so native ` +
-        `carries its N-API/worker-thread cost; the JS CE kernel alone: ${fmt(kernel.median * 1000)} µs`);
+        `carries its N-API and compute-thread hand-off cost; the JS CE kernel alone: ${fmt(kernel.median * 1000)} µs`);
     } finally {
       nm.dispose();
       jm.dispose();
