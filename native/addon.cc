@@ -41,6 +41,9 @@ void SetNumThreads(const Napi::CallbackInfo& info) {
   PENNY_TRY(info.Env(), { compute::run([n] { at::set_num_threads(n); }); })
 }
 
+// shutdown(): see compute::shutdown; the TypeScript side calls it on the main thread's process 'exit'.
+void Shutdown(const Napi::CallbackInfo&) { compute::shutdown(); }
+
 // Every tensor of a value, depth first, with its dtype's name, as toHost() copies: made on the compute thread, read by
 // toJs on the main thread in the same order.
 using HostTensors = std::vector<std::pair<std::string, at::Tensor>>;
@@ -195,7 +198,7 @@ Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace penny;
 #ifdef __GLIBC__
-  // LibTorch runs on the compute thread, whose malloc arena hand large freed blocks back to the kernel at once,
+  // LibTorch runs on the compute thread, whose malloc arena hands large freed blocks back to the kernel at once,
   // so every step faulted its activations in afresh (~8k page faults, ~6% of a ViT-B/32 eval step). Keep freed
   // memory up to these sizes in the process, as Python's main-thread arena effectively does.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
@@ -205,6 +208,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", Model::Define(env));
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("shutdown", Napi::Function::New<Shutdown>(env, "shutdown"));
   exports.Set("writeTorchFile", Napi::Function::New<WriteTorchFile>(env, "writeTorchFile"));
   exports.Set("readTorchFile", Napi::Function::New<ReadTorchFile>(env, "readTorchFile"));
   return exports;

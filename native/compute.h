@@ -10,8 +10,16 @@
 
 namespace penny::compute {
 
-// Queues `job` on the compute thread and returns at once; jobs run one at a time, in order.
+// Queues `job` on the compute thread and returns at once; jobs run one at a time, in order. Dropped after shutdown().
 void post(std::function<void()> job);
+
+// Waits until the job running now, if any, has finished (not the queued ones). Not on the compute thread.
+void waitForRunning();
+
+// For the process's exit: drops the queued jobs, waits for the running one and refuses new ones, so that LibTorch's
+// static destructors do not run under a job (a process that exited while a terminated worker's steps were queued
+// crashed in them). Once only, on the main thread.
+void shutdown();
 
 // Runs `job` on the compute thread and waits for it; its exception, if any, is rethrown here. On the compute thread
 // itself, runs it inline.

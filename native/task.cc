@@ -10,7 +10,8 @@ namespace penny {
 // One thread-safe function per environment carries finished tasks back to its main thread. It keeps the event loop
 // alive only while tasks are pending. When the environment is torn down (a worker terminated, the process exiting)
 // Node finalizes it; from then on `alive` is false and the compute thread neither runs that environment's queued work
-// nor calls into the freed function (calling it after teardown aborted the process).
+// nor calls into the freed function (calling it after teardown aborted the process), and the teardown waits for the
+// job running then.
 struct Task::Link {
   std::mutex mu;
   bool alive = true;               // guarded by mu
@@ -27,6 +28,9 @@ void onFinalize(napi_env, void* data, void*) {
     (*link)->alive = false;
   }
   delete link;
+  // The environment's queued jobs now skip their work; one may be running: let it end before the environment (and,
+  // for the last one, the process with LibTorch's static destructors) goes.
+  compute::waitForRunning();
 }
 
 std::shared_ptr<Task::Link> linkOf(Napi::Env env) {

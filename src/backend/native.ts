@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import type { Graph, OutputName } from '../model/graph.js';
 import { lowerGraph } from '../model/lower.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from './types.js';
@@ -28,6 +29,7 @@ interface Addon {
   NativeModel: new (graph: object, params: object[], options: { device: string; dtype: DType }) => NativeModel;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
   setNumThreads(n: number): void;
+  shutdown(): void;
   readTorchFile(file: string): Promise<unknown>;
   writeTorchFile(file: string, value: unknown): Promise<void>;
 }
@@ -62,6 +64,9 @@ export function loadAddon(): Addon {
   const require = createRequire(import.meta.url);
   addon = require(ADDON) as Addon;
   addon.setNumThreads(os.availableParallelism());
+  // The step running at exit must end before LibTorch's static destructors run; 'exit' comes before them, also on
+  // process.exit(). A worker's own 'exit' must not stop the compute thread that every thread shares.
+  if (isMainThread) process.once('exit', addon.shutdown);
   return addon;
 }
 
