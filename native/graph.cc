@@ -13,6 +13,7 @@ bool parseOp(const std::string& s, Op* op) {
       {"add", Op::Add},             {"mul", Op::Mul},               {"quick_gelu", Op::QuickGelu},
       {"gelu", Op::Gelu},           {"relu", Op::Relu},             {"relu6", Op::Relu6},
       {"softmax", Op::Softmax},     {"attention", Op::Attention},   {"reshape", Op::Reshape},
+      {"log_softmax", Op::LogSoftmax},
       {"transpose", Op::Transpose}, {"concat", Op::Concat},         {"slice", Op::Slice},
       {"expand_batch", Op::ExpandBatch}, {"mean", Op::Mean},     {"batch_norm", Op::BatchNorm},
   };
@@ -67,6 +68,9 @@ Graph parseGraph(const Napi::Object& o) {
     std::string k = keys.Get(i).As<Napi::String>();
     g.outputs[k] = outs.Get(k).As<Napi::Number>().Int32Value();
   }
+  std::string loss = o.Get("loss").IsString() ? o.Get("loss").As<Napi::String>().Utf8Value() : "cross_entropy";
+  if (loss != "cross_entropy" && loss != "nll") throw Napi::TypeError::New(env, "graph: unknown loss '" + loss + "'");
+  g.logitsAreLogProbs = loss == "nll";
   return g;
 }
 
@@ -117,6 +121,8 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       return at::hardtanh(x, 0.0, 6.0);
     case Op::Softmax:
       return at::softmax(x, n.ints[0]);
+    case Op::LogSoftmax:
+      return at::log_softmax(x, n.ints[0]);
     case Op::Attention: {
       // [B, T, C] x3 -> heads -> softmax(q k^T / sqrt(d)) v -> [B, T, C], as HF CLIPAttention computes it.
       const int64_t heads = n.ints[0], B = x.size(0), T = x.size(1), C = x.size(2);

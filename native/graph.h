@@ -11,7 +11,7 @@
 namespace penny {
 
 enum class Op {
-  Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, Attention,
+  Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, LogSoftmax, Attention,
   Reshape, Transpose, Concat, Slice, ExpandBatch, Mean, BatchNorm,
 };
 
@@ -30,6 +30,7 @@ struct Graph {
   int numSlots = 0;
   std::vector<Node> nodes;
   std::unordered_map<std::string, int> outputs;   // name -> slot
+  bool logitsAreLogProbs = false;                 // loss 'nll': the logits output is log-probabilities already
 };
 
 Graph parseGraph(const Napi::Object& lowered);

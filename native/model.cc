@@ -85,11 +85,24 @@ int Model::outputSlot(Napi::Env env, const std::string& name) const {
   return it->second;
 }
 
-// The image batch and (optionally) labels of a step call, checked on the main thread.
+// The image batch, (optionally) labels and soft targets of a step call, checked on the main thread.
 struct Batch {
-  at::Tensor x, y;
+  at::Tensor x, y, targets;
   std::vector<Napi::Value> keep;
 };
+
+// `targets` (a Float32Array, [batch, classes]) or undefined: soft labels that replace the labels' one-hot rows.
+// Its class count is the logits' (a mismatch fails in the loss, with LibTorch's message).
+static void targetsArg(const Napi::Value& v, Batch& b) {
+  if (v.IsUndefined() || v.IsNull()) return;
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "targets must be a Float32Array");
+  const int64_t n = static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength()), batch = b.x.size(0);
+  if (n % batch != 0) {
+    throw Napi::TypeError::New(v.Env(), "targets has " + std::to_string(n) + " values, not a multiple of the batch " + std::to_string(batch));
+  }
+  b.targets = viewTypedArray(v, "targets", at::kFloat, {batch, n / batch});
+  b.keep.push_back(v);
+}
 
 static Batch batchArgs(const Napi::CallbackInfo& info, at::ScalarType dtype, bool withLabels) {
   Batch b;
@@ -122,11 +135,14 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
 }
 
-// The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread.
-static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params,
-                         const at::Tensor& x, const at::Tensor& y, at::Device device, at::Tensor* logitsOut) {
-  auto logits = runGraph(g, params, x.to(device), g.outputs.at("logits"), /*training=*/true);
-  auto loss = at::cross_entropy_loss(logits, y.to(device, at::kLong));
+// The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread:
+// cross-entropy of the logits, or NLL when they are log-probabilities already; against soft targets when given.
+static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params, const Batch& b, at::Device device,
+                         at::Tensor* logitsOut) {
+  auto logits = runGraph(g, params, b.x.to(device), g.outputs.at("logits"), /*training=*/true);
+  auto logp = g.logitsAreLogProbs ? logits : at::log_softmax(logits, 1);
+  auto loss = b.targets.defined() ? -(b.targets.to(device, logits.scalar_type()) * logp).sum(1).mean()
+                                  : at::nll_loss(logp, b.y.to(device, at::kLong));
   if (logitsOut) *logitsOut = toHost(logits);
   return loss;
 }
@@ -166,7 +182,7 @@ static void fusedAdamWStep(torch::optim::AdamW& opt) {
   }
 }
 
-// trainStep(pixels, shape, labels, { lr }) -> Promise<{ loss, logits }>: one AdamW step.
+// trainStep(pixels, shape, labels, { lr, targets? }) -> Promise<{ loss, logits }>: one AdamW step.
 Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
@@ -176,12 +192,13 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   }
   if (!core_->optimizer) throw Napi::Error::New(env, "trainStep: call setOptimizer first");
   double lr = info[3].As<Napi::Object>().Get("lr").As<Napi::Number>().DoubleValue();
+  targetsArg(info[3].As<Napi::Object>().Get("targets"), batch);
   auto core = core_;
   auto result = std::make_shared<std::pair<double, at::Tensor>>();
   return Task::Run(env, [core, batch, lr, result] {
     auto& opt = *core->optimizer;
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &result->second);
+    auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
     opt.zero_grad(true);
     loss.backward();
     fusedAdamWStep(opt);
@@ -194,17 +211,18 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   }, batch.keep);
 }
 
-// lossAndGrads(pixels, shape, labels) -> Promise<{ loss, logits, grads: { name: Float32Array } }>: every trained
+// lossAndGrads(pixels, shape, labels, targets?) -> Promise<{ loss, logits, grads: { name: Float32Array } }>: every trained
 // parameter's gradient (not the buffers'); no optimizer step.
 Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
   auto batch = batchArgs(info, core_->dtype, true);
+  targetsArg(info[3], batch);
   auto core = core_;
   struct Out { double loss; at::Tensor logits; std::vector<at::Tensor> grads; };
   auto out = std::make_shared<Out>();
   return Task::Run(env, [core, batch, out] {
-    auto loss = lossOf(core->graph, core->params, batch.x, batch.y, core->device, &out->logits);
+    auto loss = lossOf(core->graph, core->params, batch, core->device, &out->logits);
     std::vector<at::Tensor> trained;
     for (size_t i = 0; i < core->params.size(); i++) if (!core->buffer[i]) trained.push_back(core->params[i]);
     auto grads = torch::autograd::grad({loss}, trained, {}, false, false, true);

@@ -12,7 +12,7 @@ describe('native autograd', () => {
     expect(await gradcheck(buildBackbone('cnn_small', 3, 16), 3)).toBeLessThan(1e-5);
   });
 
-  it('matches finite differences on gelu, relu, relu6, mul, softmax and a padded conv', async () => {
+  it('matches finite differences on gelu, relu, relu6, mul, softmax, log_softmax and a padded conv', async () => {
     expect(await gradcheck(otherOps(), 3)).toBeLessThan(1e-5);
   });
 });

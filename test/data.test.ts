@@ -150,7 +150,7 @@ describe('validation', () => {
 describe('image pipeline', () => {
   const cfg = { ...loadConfig('mint', path.join(ROOT, 'configs', 'training_config.yaml')), data_root: path.join(ROOT, 'data_examples'),
     metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
-  const spec = { size: 48, mean: cfg.mean, std: cfg.std };
+  const spec = { height: 48, width: 48, fit: 'cover' as const, mean: cfg.mean, std: cfg.std };
   const epoch = async (seed: number, n: number, augment = cfg.augment) => {
     const index = await buildIndex(cfg);
     const out = [];
@@ -184,8 +184,8 @@ describe('augmentation warp', () => {
   const cfg = { ...loadConfig('side', path.join(ROOT, 'configs', 'training_config.yaml')), data_root: path.join(ROOT, 'data_examples'),
     metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
   const size = 40;
-  const spec = { size, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] };   // output in 0..255
-  const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0 };
+  const spec = { height: size, width: size, fit: 'cover' as const, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] };   // output in 0..255
+  const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0, rotate_relabel: false };
   const draw = (d: Decoded, aug: Augment | null, seed = 1) => {
     const out = new Float32Array(3 * size * size);
     render(d, spec, aug, aug ? augmentRng(seed, 0, 'u') : null, out, 0);
@@ -197,7 +197,7 @@ describe('augmentation warp', () => {
   it('eval transform is sharp\'s resize + centre crop', async () => {
     const s = await sample();
     const ref = await sharp(s.file).resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
-    const img = draw(await decode(s, size), null);
+    const img = draw(await decode(s, spec), null);
     let worst = 0, sum = 0;
     for (let i = 0; i < size * size; i++) {
       for (let c = 0; c < 3; c++) {
@@ -211,7 +211,7 @@ describe('augmentation warp', () => {
   });
 
   it('with nothing drawn is the eval transform, and flip mirrors it', async () => {
-    const d = await decode(await sample(), size);
+    const d = await decode(await sample(), spec);
     const plain = draw(d, null);
     expect(draw(d, none)).toEqual(plain);
     const flipped = draw(d, { ...none, hflip_p: 1 });

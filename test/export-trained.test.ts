@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/config.js';
 import { buildIndex } from '../src/data/dataset.js';
+import { imageSpec } from '../src/data/images.js';
 import { batches, evalOptions } from '../src/data/loader.js';
 import { metadataOf, readModel, runOnnx, top1Agreement } from '../src/export/index.js';
 import { createModel } from '../src/model/model.js';
@@ -23,7 +24,7 @@ describe('exported models of a trained clip_vit_tiny', () => {
       expect(r.onnx.fp32).toMatch(/^models\/side\/side_\d{8}-\d{6}_fp32\.onnx$/);
       const meta = metadataOf(readModel(r.onnx.fp32!));
       expect(JSON.parse(meta.label_map)).toEqual(r.labelMap);
-      expect(meta).toMatchObject({ model_type: 'side', backbone: 'clip_vit_tiny', img_size: '32', pretrained: 'none (random init)' });
+      expect(meta).toMatchObject({ model_type: 'side', backbone: 'clip_vit_tiny', img_size: '[32,32]', pretrained: 'none (random init)' });
       expect(Number(meta.parity_max_abs_diff)).toBeLessThan(1e-4);
 
       const cfg = { ...loadConfig('side', config), data_root: 'data_examples/' };
@@ -31,7 +32,7 @@ describe('exported models of a trained clip_vit_tiny', () => {
       const model = await createModel({ backbone: 'clip_vit_tiny', numClasses: 5, imageSize: 32 });
       model.setParams((await loadCheckpoint(r.checkpoints.best)).params);
       const native: number[] = [], fp32: number[] = [], int8: number[] = [];
-      for await (const b of batches(test, evalOptions({ batchSize: 8, spec: { size: 32, mean: cfg.mean, std: cfg.std }, workers: 1 }))) {
+      for await (const b of batches(test, evalOptions({ batchSize: 8, spec: { ...imageSpec(cfg), height: 32, width: 32 }, workers: 1 }))) {
         native.push(...await model.predict(b.pixels, b.shape));
         fp32.push(...await runOnnx(r.onnx.fp32!, b.pixels, b.shape));
         int8.push(...await runOnnx(r.onnx.int8!, b.pixels, b.shape));

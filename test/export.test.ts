@@ -8,7 +8,7 @@ import {
   metadataOf, onnxParity, onnxruntimeOpTypes, opHistogram, pennyMetadata, quantizeInt8, readModel, runOnnx, top1Agreement,
   writeOnnxAtomic, type ModelProto, type PennyModel,
 } from '../src/index.js';
-import { randn, randomLabels } from './helpers.js';
+import { otherOps, randn, randomLabels } from './helpers.js';
 
 const S = 32, C = 5, N = 24;
 const px = 3 * S * S;
@@ -68,6 +68,27 @@ describe('fp32 export', () => {
     const input = randn(2 * 3 * 64, 4);
     expect((await onnxParity(encodeModel(onnx), input, [2, 3, 8, 8], await m.predict(input, [2, 3, 8, 8]))).maxAbsDiff).toBeLessThan(1e-5);
     m.dispose();
+  });
+
+  it('exports log_softmax as LogSoftmax with its axis (the last, and a middle one): same embeds and logits; IMX500 keeps it', async () => {
+    const graph = otherOps();
+    const m = await createModelFromGraph(graph, 3, { seed: 7 });
+    try {
+      const input = randn(3 * 3 * 64, 8), shape = [3, 3, 8, 8];
+      const logits = await m.predict(input, shape);
+      const onnx = emitOnnx(graph, m.getParams());
+      const logSoftmaxes = onnx.graph.node.filter((n) => n.opType === 'LogSoftmax');
+      expect(logSoftmaxes.map((n) => n.attribute?.find((a) => a.name === 'axis')?.i)).toEqual([-1, 1]);
+      expect((await onnxParity(encodeModel(onnx), input, shape, logits)).maxAbsDiff).toBeLessThan(1e-5);
+      const embeds = emitOnnx(graph, m.getParams(), { output: 'embeds' });
+      expect((await onnxParity(embeds, input, shape, await m.forward(input, shape, 'embeds'))).maxAbsDiff).toBeLessThan(1e-4);
+      const imx = makeImx500Compatible(onnx, { batch: 'dynamic' });
+      expect(opHistogram(imx).LogSoftmax).toBe(2);
+      expect(imx500Report(imx).unsupportedOps).toEqual([]);
+      expect((await onnxParity(imx, input, shape, logits)).maxAbsDiff).toBeLessThan(1e-3);   // exact GELU -> tanh form
+    } finally {
+      m.dispose();
+    }
   });
 
   it('is opset 17 / IR 8 from penny-train, input `input` [batch,3,H,W], output `output` [batch,classes], weights as initializers', () => {

@@ -87,7 +87,11 @@ export function listFiles(dir: string): string[] {
     .map((e) => path.relative(dir, path.join(e.parentPath, e.name)));
 }
 
-/** The ops CLIP does not use: gelu, relu, relu6, mul, softmax, conv with bias and padding. */
+/**
+ * The ops CLIP does not use: gelu, relu, relu6, mul, softmax, log_softmax (over the last axis and over a middle one),
+ * conv with bias and padding. The log_softmaxes are multiplied by a softmax, not normalised next, so a wrong shift
+ * term in their backward is not cancelled by what follows.
+ */
 export function otherOps(): Graph {
   const g = new GraphBuilder();
   const n = (std: number) => ({ kind: 'normal', std }) as const;
@@ -98,7 +102,9 @@ export function otherOps(): Graph {
   const a = g.op('gelu', [g.linear(x, 'fc1', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
   const r = g.op('relu', [g.linear(x, 'fc2', 4, 8, { weight: n(0.5), bias: n(0.1) })], {});
   const r6 = g.op('relu6', [g.op('mul', [g.linear(x, 'fc3', 4, 8, { weight: n(2), bias: n(1) }), g.param('scale', [8], n(3), false)], {})], {});
-  x = g.op('softmax', [g.op('add', [g.op('mul', [a, r], {}), r6], {})], { axis: -1 });
+  const h = g.op('add', [g.op('mul', [a, r], {}), r6], {});                    // [B, 16, 8]
+  const logp = g.op('add', [g.op('log_softmax', [h], { axis: -1 }), g.op('log_softmax', [h], { axis: 1 })], {});
+  x = g.op('mul', [g.op('softmax', [h], { axis: -1 }), logp], {});
   x = g.op('reshape', [g.op('slice', [x], { axis: 1, start: 2, end: 3 })], { shape: [0, 8] });
   const embeds = g.layerNorm(x, 'ln', 8, 1e-5);
   const logits = g.linear(embeds, 'head', 8, 3, { weight: n(0.5), bias: n(0.1) }, 'logits');

@@ -34,8 +34,8 @@ const labels = new Int32Array([4, 0, 2]);
 
 
 /** Forward, loss and every gradient of two models agree within `tol` relative. */
-async function expectSameGrads(js: PennyModel, native: PennyModel, x: Floats, s: number[], y: Int32Array, tol: number) {
-  const [a, b] = [await js.lossAndGrads(x, s, y), await native.lossAndGrads(x, s, y)];
+async function expectSameGrads(js: PennyModel, native: PennyModel, x: Floats, s: number[], y: Int32Array, tol: number, targets?: Float32Array) {
+  const [a, b] = [await js.lossAndGrads(x, s, y, targets), await native.lossAndGrads(x, s, y, targets)];
   const worst = { name: '', err: 0 };
   // the floor: 1e-4 of the largest gradient anywhere in the model (for the key biases, whose gradient is 0 + noise)
   const floor = 1e-4 * Math.max(...Object.values(b.grads).map(maxAbs));
@@ -103,7 +103,7 @@ describe('JS backend against native', () => {
     }
   });
 
-  it('gelu, relu, relu6, mul, softmax and a padded conv: forward and gradients', async () => {
+  it('gelu, relu, relu6, mul, softmax, log_softmax and a padded conv: forward and gradients', async () => {
     const graph = otherOps();
     const [js, native] = [await createModelFromGraph(graph, 3, { backend: 'js', seed: 3 }), await createModelFromGraph(graph, 3, { seed: 3 })];
     const s = [4, 3, 8, 8];
@@ -142,6 +142,28 @@ describe('JS backend against native', () => {
     for (const name of buffers) expect(rel(a[name], b[name]), name).toBeLessThan(1e-5);
     expect(Math.max(...a['stem.bn.running_mean'].map(Math.abs))).toBeGreaterThan(1e-3);
     expect(rel(await js.predict(x, s), await native.predict(x, s))).toBeLessThan(1e-4);
+  });
+
+  it('date\'s year_digits head at a non-square size: log-probabilities, NLL and soft targets agree with native', async () => {
+    const graph = buildBackbone('cnn_small', 116, [16, 40], { kind: 'year_digits', first: 1909, last: 2024 });
+    expect(graph.loss).toBe('nll');
+    expect(graph.inputShape).toEqual([3, 16, 40]);
+    const [js, native] = [await createModelFromGraph(graph, 116, { backend: 'js', seed: 4 }), await createModelFromGraph(graph, 116, { seed: 4 })];
+    const s = [3, 3, 16, 40], x = randn(numel(s), 8), y = new Int32Array([0, 57, 115]);   // 1909, 1966, 2024
+    await expectSameGrads(js, native, x, s, y, 1e-4);
+    const soft = new Float32Array(3 * 116);
+    y.forEach((l, b) => { soft[b * 116 + l] = 0.6; soft[b * 116 + Math.min(115, l + 1)] += 0.4; });
+    await expectSameGrads(js, native, x, s, y, 1e-4, soft);
+    // each output is log P(decade) + log P(unit): the 116 valid years hold part of the 130 combinations' mass,
+    // and the loss is the parts' cross-entropy, -logits[y]
+    const { loss, logits } = await native.lossAndGrads(x, s, y);
+    for (let b = 0; b < 3; b++) {
+      const mass = [...logits.subarray(b * 116, (b + 1) * 116)].reduce((a, v) => a + Math.exp(v), 0);
+      expect(mass).toBeGreaterThan(0.5);
+      expect(mass).toBeLessThan(1);
+    }
+    expect(loss).toBeCloseTo(-(logits[0] + logits[116 + 57] + logits[232 + 115]) / 3, 5);
+    expect(await gradcheck(graph, 116, 'js')).toBeLessThan(1e-5);
   });
 
   it('agrees with native to ~1e-10 in float64', async () => {

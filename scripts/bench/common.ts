@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, type TrainingConfig } from '../../src/config/config.js';
-import type { ImageSpec } from '../../src/data/images.js';
+import { imageSpec, type ImageSpec } from '../../src/data/images.js';
 import { Rng } from '../../src/util/rng.js';
 import type { Stats } from './stats.js';
 
@@ -35,6 +35,7 @@ export function exampleConfig(key = 'side'): TrainingConfig {
   };
 }
 
-export function specOf(cfg: TrainingConfig, size = cfg.img_size[0]): ImageSpec {
-  return { size, mean: cfg.mean, std: cfg.std };
+export function specOf(cfg: TrainingConfig, size?: number): ImageSpec {
+  const spec = imageSpec(cfg);
+  return size === undefined ? spec : { ...spec, height: size, width: size };
 }

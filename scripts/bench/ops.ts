@@ -7,7 +7,7 @@
 // then freed, so the allocator reuses memory as in a model); conv and the MLP matmul, whose output cannot feed
 // them again, read the same input R times. JS ops are the JS kernels called directly (one thread). Forward only,
 // except cross-entropy (forward + backward, through lossAndGrads() on both backends).
-import { crossEntropy } from '../../src/backend/js/loss.js';
+import { lossAndGrad } from '../../src/backend/js/loss.js';
 import { KERNELS } from '../../src/backend/js/ops/index.js';
 import type { Tensor } from '../../src/backend/js/tensor.js';
 import { inferShapes } from '../../src/export/onnx.js';
@@ -226,7 +226,7 @@ export async function runOps(ctx: BenchContext): Promise<PartResult> {
       const ns = await measure(() => nm.lossAndGrads(x, shape, labels), { warmup: 20, runs: q ? 100 : 500 });
       const js = await measure(() => jm.lossAndGrads(x, shape, labels), { warmup: 20, runs: q ? 100 : 500 });
       // sanity: the JS kernel alone, for the notes
-      const kernel = await measure(() => crossEntropy(x, 32, labels), { warmup: 20, runs: q ? 100 : 500 });
+      const kernel = await measure(() => lossAndGrad(x, 32, labels, 'cross_entropy'), { warmup: 20, runs: q ? 100 : 500 });
       rows.push({
         name: 'cross-entropy fwd+bwd', shape: '[32,116]', unit: 'µs/call',
         native: { stats: ns, perOpMs: ns.median, value: ns.median * 1000, reps: 1 },

@@ -37,7 +37,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
   });
 
   // 1a. The loader alone: whole epochs over data_examples/, each a new epoch number (new order, new draws).
-  ctx.log(`loader: ${all.length} images, ${plan.loaderWarmup} warm-up + ${plan.loaderEpochs} epochs, ${cfg.num_workers} workers, ${spec.size} px`);
+  ctx.log(`loader: ${all.length} images, ${plan.loaderWarmup} warm-up + ${plan.loaderEpochs} epochs, ${cfg.num_workers} workers, ${spec.height}x${spec.width} px`);
   const loaderMs: number[] = [];
   for (let e = 0; e < plan.loaderWarmup + plan.loaderEpochs; e++) {
     const t0 = performance.now();
@@ -104,7 +104,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
     ];
     const notes = [
       `data_examples/: ${all.length} synthetic 256x256 JPEGs; side section's train augmentations (rotation, crop, colour jitter, ` +
-        `blur, flip) at ${spec.size} px; loader figure: median of ${plan.loaderEpochs} epochs after ${plan.loaderWarmup} warm-up, nothing else running`,
+        `blur, flip) at ${spec.height}x${spec.width} px; loader figure: median of ${plan.loaderEpochs} epochs after ${plan.loaderWarmup} warm-up, nothing else running`,
       `ViT-B/32 random init (seed 0), AdamW; ${ctx.threads} LibTorch threads; the loader uses sharp/libuv threads on the same cores`,
       `epoch: ${plan.epochBatches} batches (data_examples/ wrapped to fill them), the same batches both ways (same seed and epoch), ${plan.epochRuns} runs each way, alternating order; ` +
         `the loop waited for batches ${fmt(stalls.median / 1000)} s per epoch (median; includes the first batch, which nothing hides)`,
@@ -115,7 +115,7 @@ export async function runPipeline(ctx: BenchContext): Promise<PartResult> {
       rows,
       notes,
       data: {
-        images: all.length, batch: BATCH, size: spec.size, workers: cfg.num_workers, threads: ctx.threads,
+        images: all.length, batch: BATCH, size: [spec.height, spec.width], workers: cfg.num_workers, threads: ctx.threads,
         loader: { stats: loader, imgPerSec: loaderImgS },
         step: { stats: step, imgPerSec: stepImgS },
         loaderOverStep: loaderRatio,

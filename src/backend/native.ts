@@ -15,7 +15,7 @@ const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
 
 /** The addon's model: the Backend contract, with trainStep's options as an object. */
 type NativeModel = Omit<Backend, 'kind' | 'trainStep'> & {
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, opts: { lr: number }): Promise<StepResult>;
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, opts: { lr: number; targets?: Float32Array }): Promise<StepResult>;
 };
 
 export interface TorchValueTensor {
@@ -134,12 +134,12 @@ export class NativeBackend implements Backend {
     return this.m.forward(pixels, shape, output);
   }
 
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number) {
-    return this.m.trainStep(pixels, shape, labels, { lr });
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array) {
+    return this.m.trainStep(pixels, shape, labels, targets ? { lr, targets } : { lr });
   }
 
-  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array) {
-    return this.m.lossAndGrads(pixels, shape, labels);
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array) {
+    return this.m.lossAndGrads(pixels, shape, labels, targets);
   }
 
   getParams(names?: string[]) {

@@ -29,10 +29,10 @@ export interface Backend {
   readonly kind: 'native' | 'js';
   readonly device: string;
   forward(pixels: Floats, shape: number[], output: OutputName): Promise<Floats>;
-  /** cross-entropy, backward, one AdamW step at `lr` */
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number): Promise<StepResult>;
-  /** cross-entropy and the gradient of every parameter; no step */
-  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
+  /** the graph's loss (against soft `targets` [batch, classes] when given), backward, one AdamW step at `lr` */
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array): Promise<StepResult>;
+  /** the loss and the gradient of every parameter; no step */
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
   getParams(names?: string[]): Record<string, Floats>;
   setParams(values: Record<string, Floats>): void;
   setOptimizer(options: OptimizerOptions): void;

@@ -1,7 +1,7 @@
 // The training config: one section of configs/training_config.yaml, validated key by key.
 import fs from 'node:fs';
 import yaml from 'js-yaml';
-import { backboneNames } from '../model/backbones.js';
+import { backboneNames, sizeProblem } from '../model/backbones.js';
 import { ConfigError, listProblems } from '../errors.js';
 
 export const MODEL_KEYS = ['side', 'orientation', 'date', 'mint'] as const;
@@ -17,7 +17,13 @@ export interface Augment {
   hue: number;
   blur_p: number;
   hflip_p: number;
+  /** orientation: the rotation (any angle up to rotation_deg) turns the label with the coin */
+  rotate_relabel: boolean;
 }
+
+/** How a date/mint ROI reaches the model: whole, scaled to fit and padded (letterbox) or stretched; or centre-cropped. */
+export type RoiFit = 'letterbox' | 'stretch' | 'crop';
+export type BestBy = 'f1_macro' | 'acc' | 'angle_mae';
 
 export interface TrainingConfig {
   data_root: string;
@@ -26,7 +32,16 @@ export interface TrainingConfig {
   model_type: ModelKey;
   backbone: string;
   pretrained_weights: string | null;
+  /** [height, width] */
   img_size: [number, number];
+  roi_fit: RoiFit;
+  /** date/mint: read the ROI upright, turned back by the coin's angle */
+  align_roi: boolean;
+  /** date: decade + unit digit heads (factorised) or one 116-way head (flat) */
+  date_head: 'factorised' | 'flat';
+  /** soft labels: a Gaussian over neighbouring classes (orientation: wrapped, in bins; date: in years); 0 = one-hot */
+  label_smoothing_bins: number;
+  select_best_by: BestBy;
   mean: [number, number, number];
   std: [number, number, number];
   num_epochs: number;
@@ -83,6 +98,7 @@ const AUGMENT: Record<keyof Augment, Check> = {
   hue: num(0, 0.5),
   blur_p: prob,
   hflip_p: prob,
+  rotate_relabel: bool,
 };
 
 const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
@@ -92,7 +108,12 @@ const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
   model_type: oneOf(...MODEL_KEYS),
   backbone: (v) => oneOf(...backboneNames())(v),
   pretrained_weights: nullable(str),
-  img_size: (v) => tuple(2, num(16, 4096, { int: true }))(v) ?? ((v as number[])[0] !== (v as number[])[1] ? `must be square ([n, n]), got ${show(v)}` : null),
+  img_size: tuple(2, num(16, 4096, { int: true })),
+  roi_fit: oneOf('letterbox', 'stretch', 'crop'),
+  align_roi: bool,
+  date_head: oneOf('factorised', 'flat'),
+  label_smoothing_bins: num(0, 60),
+  select_best_by: oneOf('f1_macro', 'acc', 'angle_mae'),
   mean: tuple(3, num(0, 1)),
   std: tuple(3, num(0, Infinity, { minExclusive: true })),
   num_epochs: num(1, 100000, { int: true }),
@@ -161,13 +182,27 @@ function checkKeys(obj: Record<string, unknown>, schema: Record<string, Check>, 
   }
 }
 
+/**
+ * Keys added after the original trainer, with the value a section that leaves them out gets: configs written for
+ * the original (and for earlier penny-train versions) keep their meaning.
+ */
+function defaultsFor(key: string) {
+  const roi = key === 'date' || key === 'mint';
+  return {
+    section: { roi_fit: roi ? 'letterbox' : 'crop', align_roi: false, date_head: key === 'date' ? 'factorised' : 'flat', label_smoothing_bins: 0, select_best_by: 'f1_macro' },
+    augment: { rotate_relabel: false },
+  };
+}
+
 /** Validates one section; returns it typed, or throws a ConfigError listing every problem. */
 export function validateSection(section: unknown, key: string, file: string): TrainingConfig {
   const where = `${file}: ${key}`;
   if (typeof section !== 'object' || section === null || Array.isArray(section)) {
     throw new ConfigError(`${where}: the section must be a mapping of keys to values`);
   }
-  const s = section as Record<string, unknown>;
+  const defaults = defaultsFor(key);
+  const s: Record<string, unknown> = { ...defaults.section, ...section };
+  if (typeof s.augment === 'object' && s.augment !== null && !Array.isArray(s.augment)) s.augment = { ...defaults.augment, ...s.augment };
   const problems: string[] = [];
   checkKeys(s, { ...SCHEMA, augment: () => null }, where, problems);
   if (typeof s.augment === 'object' && s.augment !== null && !Array.isArray(s.augment)) {
@@ -182,8 +217,30 @@ export function validateSection(section: unknown, key: string, file: string): Tr
   if (key !== 'side' && typeof aug?.hflip_p === 'number' && aug.hflip_p > 0) {
     problems.push(`${where}.augment.hflip_p must be 0 for ${key}: a mirrored coin is not a coin (got ${aug.hflip_p})`);
   }
+  problems.push(...taskProblems(s, key, where));
   if (problems.length) throw new ConfigError(listProblems(`invalid config ${file}, section '${key}'`, problems));
   return s as unknown as TrainingConfig;
+}
+
+/** Settings that only some models can use, and sizes the backbone cannot take. */
+function taskProblems(s: Record<string, unknown>, key: string, where: string): string[] {
+  const out: string[] = [];
+  const roi = key === 'date' || key === 'mint';
+  if (s.align_roi === true && !roi) out.push(`${where}.align_roi applies to date and mint (their ROI crops), not ${key}`);
+  if (s.roi_fit !== 'crop' && !roi) out.push(`${where}.roi_fit applies to date and mint (their ROI crops), not ${key}: whole coins are resized and centre-cropped (leave it out)`);
+  if (s.date_head !== 'flat' && key !== 'date') out.push(`${where}.date_head applies to the date model only (got ${show(s.date_head)})`);
+  if ((s.augment as Partial<Augment> | undefined)?.rotate_relabel === true && key !== 'orientation') {
+    out.push(`${where}.augment.rotate_relabel applies to orientation only: the other labels do not turn with the coin`);
+  }
+  if (s.select_best_by === 'angle_mae' && key !== 'orientation') out.push(`${where}.select_best_by angle_mae applies to orientation only`);
+  if (typeof s.label_smoothing_bins === 'number' && s.label_smoothing_bins > 0 && key !== 'orientation' && key !== 'date') {
+    out.push(`${where}.label_smoothing_bins applies to orientation and date (ordered classes), not ${key}`);
+  }
+  if (typeof s.backbone === 'string' && backboneNames().includes(s.backbone) && !SCHEMA.img_size(s.img_size)) {
+    const p = sizeProblem(s.backbone, s.img_size as [number, number]);
+    if (p) out.push(`${where}.img_size: ${p}`);
+  }
+  return out;
 }
 
 /** Reads `file` and returns section `modelKey`, validated. */

@@ -7,6 +7,7 @@ import type { ModelKey, TrainingConfig } from '../config/config.js';
 import { DataError, listProblems } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import { FIRST_YEAR, LAST_YEAR, labelOf, MINT_MARKS, REVERSE_TYPES, type Entry } from './labels.js';
+import { alignedView, medianAspect, ROI_PAD, viewBounds, type View } from './roi.js';
 import { splitOf, type Split } from './split.js';
 
 export interface Box {
@@ -23,16 +24,23 @@ export interface Sample {
   /** size of the whole image */
   width: number;
   height: number;
-  /** the region to read (date and mint: the ROI padded 5% and clipped); absent: the whole image */
+  /** the region to decode (date and mint: the ROI padded 5% and clipped); absent: the whole image */
   crop?: Box;
+  /** what the model sees of that region, in its pixels: an upright box turned by `angle` (align_roi); absent: all of it */
+  view?: View;
+  /** the coin's angle from metadata (degrees, counter-clockwise), where known */
+  angle?: number;
 }
 
-export type DatasetIndex = Record<Split, Sample[]>;
+export type DatasetIndex = Record<Split, Sample[]> & {
+  /** align_roi: the upright ROI aspect (width / height) used where a box's bounds do not decide it */
+  roiAspect?: number;
+};
 
 const ROI_FIELD: Partial<Record<ModelKey, 'date_roi' | 'mint_mark_roi'>> = { date: 'date_roi', mint: 'mint_mark_roi' };
 
 /** The ROI padded by `pad` of its width/height on each side, clipped to the image; integer pixels. */
-export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = 0.05): Box {
+export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = ROI_PAD): Box {
   const x0 = Math.max(0, Math.floor(roi.x - pad * roi.width));
   const y0 = Math.max(0, Math.floor(roi.y - pad * roi.height));
   const x1 = Math.min(imageWidth, Math.ceil(roi.x + roi.width + pad * roi.width));
@@ -109,6 +117,14 @@ function parseBox(v: unknown): Box | null {
   return ok && (b.width as number) > 0 && (b.height as number) > 0 && (b.x as number) >= 0 && (b.y as number) >= 0 ? (b as unknown as Box) : null;
 }
 
+/** Turns a sample's crop into the bounds of its upright ROI view, and gives it that view (in crop pixels). */
+function alignSample(s: Sample, roi: Box, aspect: number): void {
+  const v = alignedView(roi, s.angle!, aspect);
+  const crop = viewBounds(v, s.width, s.height);
+  s.crop = crop;
+  s.view = { ...v, cx: v.cx - crop.x, cy: v.cy - crop.y };
+}
+
 /** Builds and validates the index of `cfg.model_type`; throws a DataError listing every problem found. */
 export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
   const model = cfg.model_type;
@@ -124,7 +140,12 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
     const label = labelOf(model, e);
     return label === null ? [] : [{ e, label }];
   });
-  const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<{ s: Sample; split: Split } | null> => {
+  if (roiField && cfg.align_roi) {
+    const noAngle = candidates.filter(({ e }) => e.angle === undefined);
+    for (const { e } of noAngle.slice(0, 20)) problems.push(`${cfg.metadata_json_path}: UID ${e.uid}: no angle, which align_roi needs to read its ${roiField} upright`);
+    if (noAngle.length > 20) problems.push(`… and ${noAngle.length - 20} more ${model} samples without an angle`);
+  }
+  const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<{ s: Sample; split: Split; roi?: Box } | null> => {
     const file = path.join(cfg.data_root, e.uid);
     if (!fs.existsSync(file)) {
       problems.push(`UID ${e.uid}: image ${file} not found`);
@@ -139,7 +160,7 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
       problems.push(`UID ${e.uid}: image ${file} cannot be decoded (${(err as Error).message})`);
       return null;
     }
-    const s: Sample = { uid: e.uid, file, label, width, height };
+    const s: Sample = { uid: e.uid, file, label, width, height, ...(e.angle !== undefined && { angle: e.angle }) };
     if (roiField) {
       const stem = e.uid.replace(/\.[^.]+$/, '');
       const entry = rois[stem] ?? rois[e.uid];
@@ -157,12 +178,18 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
         return null;
       }
       s.crop = padRoi(roi, width, height);
+      return { s, split: splitOf(e.uid), roi };
     }
     return { s, split: splitOf(e.uid) };
   });
 
   const index: DatasetIndex = { train: [], val: [], test: [] };
   for (const r of samples) if (r) index[r.split].push(r.s);
+  if (roiField && cfg.align_roi && !problems.length) {
+    const found = samples.filter((r) => r !== null && r.roi);
+    index.roiAspect = medianAspect(found.filter((r) => r!.split === 'train').map((r) => ({ roi: r!.roi!, angle: r!.s.angle! })));
+    for (const r of found) alignSample(r!.s, r!.roi!, index.roiAspect);
+  }
   if (!problems.length) {
     for (const split of ['train', 'val'] as const) {
       if (!index[split].length) problems.push(`the ${split} split of the ${model} model is empty (${candidates.length} ${model} samples in ${cfg.metadata_json_path})`);

@@ -8,22 +8,53 @@
 // Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
 // cores and left training pipeline-bound; this pass costs ~1 ms on the main thread, while the step computes.
 // The eval transform (resize + centre crop) is the same warp over the whole centred square, with no draws.
+// Image pipeline. sharp decodes each sample once — its region (the whole image, or a date/mint ROI's bounds),
+// resized so that what the model sees of it comes out at twice the model's input resolution — and a run keeps
+// those pixels in memory (ImageCache). Every epoch's train augmentation then runs in JS over them, as one pass per
+// output pixel: an inverse warp (fit, rotation, random resized crop, flip) that averages 2x2 bilinear samples per
+// output pixel, then colour jitter and normalisation as one affine colour map; Gaussian blur on the result. Sampling
+// from twice the resolution keeps the coins' pixel-wide relief: one bilinear sample at the output resolution halves
+// it at half-pixel offsets, and the side model then took ~10 more epochs to leave the class prior.
+// Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
+// cores and left training pipeline-bound; this pass costs ~1 ms on the main thread, while the step computes.
+//
+// Geometry. What the model sees is a view of the region: an upright box (centre, size) lying at an angle (an aligned
+// ROI, see roi.ts; otherwise the whole region, at 0). The output [H, W] covers the view by its fit rule:
+//   cover      scaled to fill the output, the overflow centre-cropped (whole coins: resize + centre crop; roi_fit: crop)
+//   letterbox  scaled to fit inside, the rest filled with the view's edge pixels (roi_fit: letterbox)
+//   stretch    each axis scaled on its own (roi_fit: stretch)
+// The eval transform is exactly that; training draws a rotation about the view's centre, a crop of the output's
+// aspect and a fraction of its area anywhere inside the view, and a flip, in the view's own frame.
 import sharp from 'sharp';
-import type { Augment } from '../config/config.js';
+import type { Augment, TrainingConfig } from '../config/config.js';
 import { hashSeed, Rng } from '../util/rng.js';
 import type { Sample } from './dataset.js';
+import type { View } from './roi.js';
+
+export type Fit = 'cover' | 'letterbox' | 'stretch';
 
 export interface ImageSpec {
-  size: number;
+  height: number;
+  width: number;
+  fit: Fit;
   mean: readonly number[];
   std: readonly number[];
 }
 
-/** A sample's region as RGB (HWC), its shorter side SUPERSAMPLE x the model's input size. */
+/** A sample's region as RGB (HWC), at twice the resolution its view reaches the model at. */
 export interface Decoded {
   data: Uint8Array;
   width: number;
   height: number;
+  /** the view in these pixels; absent: the whole region, upright */
+  view?: View;
+}
+
+/** The spec of a config: its size, its fit (whole coins are cover; ROIs by roi_fit) and its normalisation. */
+export function imageSpec(cfg: TrainingConfig): ImageSpec {
+  const roi = cfg.model_type === 'date' || cfg.model_type === 'mint';
+  const fit: Fit = !roi || cfg.roi_fit === 'crop' ? 'cover' : cfg.roi_fit;
+  return { height: cfg.img_size[0], width: cfg.img_size[1], fit, mean: cfg.mean, std: cfg.std };
 }
 
 const SUPERSAMPLE = 2;
@@ -34,13 +65,35 @@ export function augmentRng(seed: number, epoch: number, uid: string): Rng {
   return new Rng(hashSeed(seed, `aug:${epoch}:${uid}`));
 }
 
-/** Decodes the sample's region (its crop, if any), resized to cover 2 size x 2 size, keeping its aspect ratio. */
-export async function decode(sample: Sample, size: number): Promise<Decoded> {
-  const cover = SUPERSAMPLE * size;
+/** View pixels per output pixel along x and y under the spec's fit rule. */
+function viewScale(spec: ImageSpec, vw: number, vh: number): [number, number] {
+  const [sx, sy] = [vw / spec.width, vh / spec.height];
+  if (spec.fit === 'stretch') return [sx, sy];
+  const k = spec.fit === 'cover' ? Math.min(sx, sy) : Math.max(sx, sy);
+  return [k, k];
+}
+
+/** The region's box and the size it is decoded at: SUPERSAMPLE output pixels per view pixel on the finer axis. */
+function decodePlan(sample: Sample, spec: ImageSpec) {
+  const crop = sample.crop ?? { x: 0, y: 0, width: sample.width, height: sample.height };
+  const [kx, ky] = viewScale(spec, sample.view?.width ?? crop.width, sample.view?.height ?? crop.height);
+  const s = SUPERSAMPLE / Math.min(kx, ky);
+  return { crop, width: Math.max(1, Math.round(crop.width * s)), height: Math.max(1, Math.round(crop.height * s)) };
+}
+
+/** Decodes the sample's region (its crop, if any) at the size decodePlan gives, with its view in those pixels. */
+export async function decode(sample: Sample, spec: ImageSpec): Promise<Decoded> {
+  const plan = decodePlan(sample, spec);
   let img = sharp(sample.file, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb');
-  if (sample.crop) img = img.extract({ left: sample.crop.x, top: sample.crop.y, width: sample.crop.width, height: sample.crop.height });
-  const { data, info } = await img.resize(cover, cover, { fit: 'outside' }).raw().toBuffer({ resolveWithObject: true });
-  return { data, width: info.width, height: info.height };
+  if (sample.crop) img = img.extract({ left: plan.crop.x, top: plan.crop.y, width: plan.crop.width, height: plan.crop.height });
+  const { data, info } = await img.resize(plan.width, plan.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  const d: Decoded = { data, width: info.width, height: info.height };
+  if (sample.view) {
+    const [sx, sy] = [info.width / plan.crop.width, info.height / plan.crop.height];
+    const v = sample.view;
+    d.view = { cx: v.cx * sx, cy: v.cy * sy, width: v.width * sx, height: v.height * sy, angle: v.angle };
+  }
+  return d;
 }
 
 /**
@@ -53,25 +106,35 @@ export class ImageCache {
 
   constructor(private readonly budgetMB: number) {}
 
-  get(sample: Sample, size: number): Promise<Decoded> {
-    const key = `${size}:${sample.file}:${sample.crop ? Object.values(sample.crop).join(',') : ''}`;
+  get(sample: Sample, spec: ImageSpec): Promise<Decoded> {
+    const plan = decodePlan(sample, spec);
+    const key = JSON.stringify([sample.file, plan, sample.view ?? null]);
     const hit = this.entries.get(key);
     if (hit) return hit;
-    const p = decode(sample, size);
-    const estimate = (SUPERSAMPLE * size) ** 2 * 3 * 1.1;   // known exactly once decoded; reserved now so concurrent misses count
+    const p = decode(sample, spec);
+    const estimate = plan.width * plan.height * 3;   // reserved now so concurrent misses count
     if (this.bytes + estimate > this.budgetMB * 2 ** 20) return p;
     this.bytes += estimate;
     this.entries.set(key, p);
-    p.then((d) => { this.bytes += d.data.length - estimate; }, () => { this.entries.delete(key); this.bytes -= estimate; });
+    p.catch(() => { this.entries.delete(key); this.bytes -= estimate; });
     return p;
   }
 }
 
-/** Where each output pixel reads the decoded region: source = origin + u * du + v * dv (pixel centres). */
+/**
+ * Where the output pixels read the decoded region. Output pixel centre (u + 0.5, v + 0.5) -> a point (p, q) of the
+ * view's frame (origin at its centre, x along its upright width): (p, q) = origin + u * du + v * dv; with `clamp`,
+ * p and q are held inside the view (letterbox's edge fill); then turned by the view's angle to decoded pixels.
+ */
 interface Warp {
-  x0: number; y0: number;
-  dux: number; duy: number;
-  dvx: number; dvy: number;
+  p0: number; q0: number;
+  dup: number; duq: number;
+  dvp: number; dvq: number;
+  /** half the view's width and height, when points outside it read its edge */
+  clamp: [number, number] | null;
+  /** view centre in decoded pixels, and its angle's cos and sin */
+  cx: number; cy: number;
+  cos: number; sin: number;
 }
 
 /** The colour map out_c = clamp(sum_k m[c][k] in_k + offset_c, 0, 255), then normalised. Identity for eval. */
@@ -80,48 +143,64 @@ type ColourMatrix = [number[], number[], number[], number];   // three rows, the
 const IDENTITY: ColourMatrix = [[1, 0, 0], [0, 1, 0], [0, 0, 1], 0];
 const LUMA = [0.213, 0.715, 0.072];
 
+/** The draws that place the output on the view: the eval transform is { rotation 0, zoom 1, offset 0, no flip }. */
+interface Placement {
+  /** degrees; positive turns the picture clockwise on screen */
+  rotation: number;
+  /** the crop's side as a fraction of the whole output's */
+  zoom: number;
+  /** the crop's centre in the view's frame */
+  ox: number;
+  oy: number;
+  flip: boolean;
+}
+
+const EVAL_PLACEMENT: Placement = { rotation: 0, zoom: 1, ox: 0, oy: 0, flip: false };
+
+function viewOf(d: Decoded): View {
+  return d.view ?? { cx: d.width / 2, cy: d.height / 2, width: d.width, height: d.height, angle: 0 };
+}
+
 /**
- * The seeded train draws of DESIGN.md, in a fixed order: rotation, random resized crop (area fraction crop_scale,
- * ratio 1, anywhere inside the region), brightness, saturation, hue, contrast, blur (probability, sigma), flip.
+ * The seeded train draws of DESIGN.md, in a fixed order: rotation, random resized crop (area fraction crop_scale, the
+ * output's aspect, anywhere inside the view), brightness, saturation, hue, contrast, blur (probability, sigma), flip.
  */
-function drawTrain(d: Decoded, size: number, aug: Augment, rng: Rng): { warp: Warp; colour: ColourMatrix; sigma: number } {
-  const angle = aug.rotation_deg > 0 ? uniform(rng, -aug.rotation_deg, aug.rotation_deg) : 0;
-  const side = Math.sqrt(uniform(rng, aug.crop_scale[0], aug.crop_scale[1])) * Math.min(d.width, d.height);
-  const left = rng.next() * (d.width - side);
-  const top = rng.next() * (d.height - side);
+function drawTrain(d: Decoded, spec: ImageSpec, aug: Augment, rng: Rng): { placement: Placement; colour: ColourMatrix; sigma: number } {
+  const view = viewOf(d);
+  const [kx, ky] = viewScale(spec, view.width, view.height);
+  const rotation = aug.rotation_deg > 0 ? uniform(rng, -aug.rotation_deg, aug.rotation_deg) : 0;
+  const zoom = Math.sqrt(uniform(rng, aug.crop_scale[0], aug.crop_scale[1]));
+  const [ex, ey] = [spec.width * kx, spec.height * ky];   // the whole output's extent in the view
+  const ox = (rng.next() - 0.5) * (Math.max(view.width, ex) - zoom * ex);
+  const oy = (rng.next() - 0.5) * (Math.max(view.height, ey) - zoom * ey);
   const brightness = uniform(rng, 1 - aug.brightness, 1 + aug.brightness);
   const saturation = uniform(rng, 1 - aug.saturation, 1 + aug.saturation);
   const hue = uniform(rng, -aug.hue, aug.hue) * 2 * Math.PI;
   const contrast = uniform(rng, 1 - aug.contrast, 1 + aug.contrast);
   const sigma = rng.next() < aug.blur_p ? uniform(rng, 0.3, 2.0) : 0;
   const flip = rng.next() < aug.hflip_p;
-  return { warp: warpOf(d, size, angle, side, left, top, flip), colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
-}
-
-/** The eval transform's geometry: the centred square, whole, at the output size (resize + centre crop). */
-function centreWarp(d: Decoded, size: number): Warp {
-  const side = Math.min(d.width, d.height);
-  return warpOf(d, size, 0, side, (d.width - side) / 2, (d.height - side) / 2, false);
+  return { placement: { rotation, zoom, ox, oy, flip }, colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
 }
 
 /**
- * Output pixel (u, v) -> a point of the square crop (side, at left/top of the region), relative to the region's
- * centre, rotated back by the image's rotation (positive angles turn the image clockwise on screen), then to source
- * pixel coordinates.
+ * The warp of a placement: output pixel -> the crop (zoom, offset, flip) -> turned about the view's centre by the
+ * rotation -> the view's frame.
  */
-function warpOf(d: Decoded, size: number, angle: number, side: number, left: number, top: number, flip: boolean): Warp {
-  const s = side / size;
-  const [cos, sin] = [Math.cos((angle * Math.PI) / 180), Math.sin((angle * Math.PI) / 180)];
-  const [cx, cy] = [d.width / 2, d.height / 2];
-  const ux = flip ? -s : s;
-  const px = left + (flip ? side - s / 2 : s / 2) - cx, py = top + s / 2 - cy;   // output pixel (0, 0)
+function warpOf(d: Decoded, spec: ImageSpec, pl: Placement): Warp {
+  const view = viewOf(d);
+  const [kx, ky] = viewScale(spec, view.width, view.height);
+  const ax = (pl.flip ? -1 : 1) * pl.zoom * kx, ay = pl.zoom * ky;   // view units per output pixel
+  const r = (pl.rotation * Math.PI) / 180, [cr, sr] = [Math.cos(r), Math.sin(r)];
+  const a0 = (0.5 - spec.width / 2) * ax + pl.ox, b0 = (0.5 - spec.height / 2) * ay + pl.oy;   // output pixel (0, 0)
+  const va = (view.angle * Math.PI) / 180;
   return {
-    x0: cx + cos * px + sin * py - 0.5, y0: cy - sin * px + cos * py - 0.5,
-    dux: cos * ux, duy: -sin * ux,
-    dvx: sin * s, dvy: cos * s,
+    p0: cr * a0 + sr * b0, q0: -sr * a0 + cr * b0,
+    dup: cr * ax, duq: -sr * ax,
+    dvp: sr * ay, dvq: cr * ay,
+    clamp: spec.fit === 'letterbox' ? [view.width / 2, view.height / 2] : null,
+    cx: view.cx, cy: view.cy, cos: Math.cos(va), sin: Math.sin(va),
   };
 }
-
 /**
  * brightness, then saturation and a hue rotation about the grey axis (the W3C filter-effects `saturate` and
  * `hueRotate` matrices: exact identity at 1 and 0, luma kept), then contrast about 128.
@@ -145,37 +224,45 @@ function colourMatrix(brightness: number, saturation: number, hue: number, contr
 
 /**
  * Writes one sample, transformed, as normalised float CHW into `out` at `offset`: the train transform when `aug`
- * and `rng` are given, else the eval transform (centre crop of the decoded region).
+ * and `rng` are given, else the eval transform. Returns the rotation drawn (degrees, clockwise on screen), which
+ * rotate_relabel turns the angle label by.
  */
-export function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rng | null, out: Float32Array, offset: number): void {
-  const { size } = spec;
-  const t = aug && rng ? drawTrain(d, size, aug, rng)
-    : { warp: centreWarp(d, size), colour: IDENTITY, sigma: 0 };
-  warpInto(d, size, t.warp, t.colour, spec, out, offset);
-  if (t.sigma > 0) for (let c = 0; c < 3; c++) blurPlane(out.subarray(offset + c * size * size, offset + (c + 1) * size * size), size, t.sigma);
+export function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rng | null, out: Float32Array, offset: number): { rotation: number } {
+  const t = aug && rng ? drawTrain(d, spec, aug, rng)
+    : { placement: EVAL_PLACEMENT, colour: IDENTITY, sigma: 0 };
+  warpInto(d, spec, warpOf(d, spec, t.placement), t.colour, out, offset);
+  const n = spec.width * spec.height;
+  if (t.sigma > 0) for (let c = 0; c < 3; c++) blurPlane(out.subarray(offset + c * n, offset + (c + 1) * n), spec.width, spec.height, t.sigma);
+  return { rotation: t.placement.rotation };
 }
 
-function warpInto(d: Decoded, size: number, w: Warp, colour: ColourMatrix, spec: ImageSpec, out: Float32Array, offset: number): void {
+/** 2x2 sample points per output pixel, a quarter of a pixel either side of its centre */
+const SUB = [[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]];
+
+function warpInto(d: Decoded, spec: ImageSpec, w: Warp, colour: ColourMatrix, out: Float32Array, offset: number): void {
   const [m0, m1, m2, bias] = colour;
   const scale = [0, 1, 2].map((c) => 1 / (255 * spec.std[c]));
   const shift = [0, 1, 2].map((c) => spec.mean[c] / spec.std[c]);
-  const n = size * size;
+  const { width: W, height: H } = spec;
+  const n = W * H;
   const o0 = offset, o1 = offset + n, o2 = offset + 2 * n;
   const [a0, a1, a2] = m0, [b0, b1, b2] = m1, [c0, c1, c2] = m2;
   const [k0, k1, k2] = scale, [z0, z1, z2] = shift;
-  const px = new Float64Array(3);   // one output pixel's RGB: the mean of its 2x2 bilinear samples
-  // the 2x2 sample points of an output pixel, a quarter of its step either side of its centre, in source pixels
-  const [ax, ay, bx, by] = [0.25 * (w.dux + w.dvx), 0.25 * (w.duy + w.dvy), 0.25 * (w.dux - w.dvx), 0.25 * (w.duy - w.dvy)];
-  for (let v = 0; v < size; v++) {
-    let sx = w.x0 + v * w.dvx, sy = w.y0 + v * w.dvy;
-    for (let u = 0; u < size; u++, sx += w.dux, sy += w.duy) {
+  const [hw, hh] = w.clamp ?? [Infinity, Infinity];
+  const px = new Float64Array(3);   // one output pixel's RGB: the sum of its 2x2 bilinear samples
+  for (let v = 0; v < H; v++) {
+    for (let u = 0; u < W; u++) {
       px[0] = px[1] = px[2] = 0;
-      bilinear(d, sx - ax, sy - ay, px);
-      bilinear(d, sx + ax, sy + ay, px);
-      bilinear(d, sx - bx, sy - by, px);
-      bilinear(d, sx + bx, sy + by, px);
+      for (const [su, sv] of SUB) {
+        let p = w.p0 + (u + su) * w.dup + (v + sv) * w.dvp;
+        let q = w.q0 + (u + su) * w.duq + (v + sv) * w.dvq;
+        p = p < -hw ? -hw : p > hw ? hw : p;
+        q = q < -hh ? -hh : q > hh ? hh : q;
+        // the view's frame turned counter-clockwise by its angle (y down), centre-of-pixel convention
+        bilinear(d, w.cx + w.cos * p + w.sin * q - 0.5, w.cy - w.sin * p + w.cos * q - 0.5, px);
+      }
       const r = px[0] / 4, g = px[1] / 4, b = px[2] / 4;
-      const i = v * size + u;
+      const i = v * W + u;
       out[o0 + i] = clamp255(a0 * r + a1 * g + a2 * b + bias) * k0 - z0;
       out[o1 + i] = clamp255(b0 * r + b1 * g + b2 * b + bias) * k1 - z1;
       out[o2 + i] = clamp255(c0 * r + c1 * g + c2 * b + bias) * k2 - z2;
@@ -211,28 +298,29 @@ function clamp255(v: number): number {
   return v < 0 ? 0 : v > 255 ? 255 : v;
 }
 
-/** Separable Gaussian blur of one size x size plane, in place, edges clamped. Linear, so normalising first is fine. */
-function blurPlane(plane: Float32Array, size: number, sigma: number): void {
+/** Separable Gaussian blur of one width x height plane, in place, edges clamped. Linear, so normalising first is fine. */
+function blurPlane(plane: Float32Array, width: number, height: number, sigma: number): void {
   const radius = Math.max(1, Math.ceil(3 * sigma));
   const kernel = Float32Array.from({ length: 2 * radius + 1 }, (_, i) => Math.exp(-((i - radius) ** 2) / (2 * sigma * sigma)));
   const sum = kernel.reduce((a, b) => a + b, 0);
   for (let i = 0; i < kernel.length; i++) kernel[i] /= sum;
   const tmp = new Float32Array(plane.length);
-  const line = new Float32Array(size + 2 * radius);   // one row or column, edge values repeated on both sides
-  const pass = (src: Float32Array, dst: Float32Array, stride: number, step: number) => {
-    for (let l = 0; l < size; l++) {
+  const line = new Float32Array(Math.max(width, height) + 2 * radius);   // one row or column, edge values repeated
+  // `lines` lines of `length` values, `stride` apart, values `step` apart within a line
+  const pass = (src: Float32Array, dst: Float32Array, lines: number, stride: number, length: number, step: number) => {
+    for (let l = 0; l < lines; l++) {
       const base = l * stride;
-      for (let i = 0; i < line.length; i++) {
+      for (let i = 0; i < length + 2 * radius; i++) {
         const j = i - radius;
-        line[i] = src[base + (j < 0 ? 0 : j >= size ? size - 1 : j) * step];
+        line[i] = src[base + (j < 0 ? 0 : j >= length ? length - 1 : j) * step];
       }
-      for (let i = 0; i < size; i++) {
+      for (let i = 0; i < length; i++) {
         let acc = 0;
         for (let k = 0; k < kernel.length; k++) acc += kernel[k] * line[i + k];
         dst[base + i * step] = acc;
       }
     }
   };
-  pass(plane, tmp, size, 1);   // rows
-  pass(tmp, plane, 1, size);   // columns
+  pass(plane, tmp, height, width, width, 1);   // rows
+  pass(tmp, plane, width, 1, height, width);   // columns
 }

@@ -35,13 +35,21 @@ export interface Entry {
   mint_mark?: (typeof MINT_MARKS)[number];
 }
 
+export const ORIENTATION_BIN_DEG = 3;
+
+/** The orientation bin of an angle in degrees (any real; wrapped into [0, 360)). */
+export function orientationBin(angle: number): number {
+  const a = ((angle % 360) + 360) % 360;
+  return Math.min(119, Math.floor(a / ORIENTATION_BIN_DEG));
+}
+
 /** The label of `e` for `model`, or null when the sample does not belong to that model (e.g. reverse for date). */
 export function labelOf(model: ModelKey, e: Entry): number | null {
   switch (model) {
     case 'side':
       return e.side === 'obverse' ? 0 : SIDES.indexOf(e.type!);
     case 'orientation':
-      return e.side === 'obverse' && e.angle !== undefined ? Math.floor(e.angle / 3) : null;
+      return e.side === 'obverse' && e.angle !== undefined ? orientationBin(e.angle) : null;
     case 'date':
       return e.side === 'obverse' && e.year !== undefined ? e.year - FIRST_YEAR : null;
     case 'mint':

@@ -4,12 +4,15 @@ import type { Augment } from '../config/config.js';
 import { hashSeed, Rng } from '../util/rng.js';
 import type { Sample } from './dataset.js';
 import { augmentRng, decode, render, type ImageCache, type ImageSpec } from './images.js';
+import { orientationBin } from './labels.js';
 
 export interface Batch {
   pixels: Float32Array;
   shape: [number, number, number, number];
   labels: Int32Array;
   uids: string[];
+  /** each image's coin angle as it reaches the model (degrees CCW; NaN where unknown) */
+  angles: Float64Array;
 }
 
 export interface BatchOptions {
@@ -46,23 +49,25 @@ async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
   // Start after the consumer has handed the current batch to the model: the augmentation is synchronous JS, and
   // it should run while the (off-thread) step computes, not before that step starts.
   await new Promise(setImmediate);
-  const { size } = o.spec;
-  const per = 3 * size * size;
+  const { height, width } = o.spec;
+  const per = 3 * height * width;
   const pixels = new Float32Array(samples.length * per);
+  const labels = Int32Array.from(samples, (s) => s.label);
+  const angles = Float64Array.from(samples, (s) => s.angle ?? NaN);
   await Promise.all(samples.map(async (s, i) => {
     try {
-      const decoded = await (o.cache ? o.cache.get(s, size) : decode(s, size));
-      render(decoded, o.spec, o.augment, o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null, pixels, i * per);
+      const decoded = await (o.cache ? o.cache.get(s, o.spec) : decode(s, o.spec));
+      const { rotation } = render(decoded, o.spec, o.augment, o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null, pixels, i * per);
+      // rotate_relabel: the picture turned clockwise by `rotation`, so the coin's counter-clockwise angle fell by it
+      if (o.augment?.rotate_relabel && s.angle !== undefined) {
+        angles[i] = (((s.angle - rotation) % 360) + 360) % 360;
+        labels[i] = orientationBin(angles[i]);
+      }
     } catch (e) {
       throw new Error(`image ${s.file} (UID ${s.uid}): ${(e as Error).message}`);
     }
   }));
-  return {
-    pixels,
-    shape: [samples.length, 3, size, size],
-    labels: Int32Array.from(samples, (s) => s.label),
-    uids: samples.map((s) => s.uid),
-  };
+  return { pixels, shape: [samples.length, 3, height, width], labels, uids: samples.map((s) => s.uid), angles };
 }
 
 /** Batch options of the eval transform: index order, resize + centre crop (validation, test, calibration). */

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
-import type { ImageCache, ImageSpec } from '../data/images.js';
+import { imageSpec, type ImageCache } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
 import { UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
@@ -32,16 +32,25 @@ export interface ExportContext {
   cache?: ImageCache;
 }
 
+/** INT8 against fp32 on the test split. */
+export interface Int8Comparison {
+  images: number;
+  fp32: { acc: number; f1Macro: number };
+  int8: { acc: number; f1Macro: number };
+  top1Agreement: number;
+}
+
 export interface ExportResult {
   fp32: string;
   int8?: string;
   parityMaxAbsDiff: number;
+  int8VsFp32?: Int8Comparison;
 }
 
 export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const { model, cfg, index, labelMap, stamp, log, cache } = ctx;
   const key = cfg.model_type;
-  const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
+  const spec = imageSpec(cfg);
   const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
   // Checked before the fp32 file is written, so a run that cannot quantize leaves nothing half-done.
   if (cfg.quantize && cfg.quantize_mode === 'static' && calibrationCount < MIN_CALIBRATION_SAMPLES) {
@@ -49,7 +58,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
       `(calibration_samples: ${cfg.calibration_samples}). Add images, or set quantize_mode: dynamic`);
   }
   const metadata = pennyMetadata({
-    labelMap, modelType: key, backbone: cfg.backbone, imgSize: cfg.img_size[0], mean: cfg.mean, std: cfg.std,
+    labelMap, modelType: key, backbone: cfg.backbone, imgSize: cfg.img_size, mean: cfg.mean, std: cfg.std,
     pretrained: ctx.pretrained ?? 'none (random init)',
   });
   let fp32 = modelToOnnx(model, { metadata });
@@ -88,15 +97,15 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const int8Bytes = encodeModel(int8);
   writeOnnxAtomic(int8File, int8Bytes);
   log.info(`Exported: ${int8File}`);
-  await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache })), model.numClasses, log);
-  return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff };
+  const int8VsFp32 = await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache })), model.numClasses, log);
+  return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff, int8VsFp32 };
 }
 
 /** fp32 against int8 on the test split: accuracy, macro-F1, top-1 agreement, size and onnxruntime speed. */
-async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], classes: number, log: RunLog): Promise<void> {
+async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], classes: number, log: RunLog): Promise<Int8Comparison | undefined> {
   if (!test.length) {
     log.info('INT8 vs fp32: the test split is empty, nothing to compare');
-    return;
+    return undefined;
   }
   const labels = test.flatMap((b) => [...b.labels]);
   const results = [];
@@ -114,10 +123,12 @@ async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], classe
     results.push({ logits, acc, f1: macroF1(labels, [...pred]), imgPerSec: labels.length / seconds, mb: bytes.length / 2 ** 20 });
   }
   const [f, q] = results;
+  const agreement = top1Agreement(q.logits, f.logits, classes);
   log.info(`INT8 vs fp32 on ${labels.length} test images: acc ${q.acc.toFixed(4)} vs ${f.acc.toFixed(4)}, ` +
-    `F1 (Macro) ${q.f1.toFixed(4)} vs ${f.f1.toFixed(4)}, top-1 agreement ${top1Agreement(q.logits, f.logits, classes).toFixed(4)}, ` +
+    `F1 (Macro) ${q.f1.toFixed(4)} vs ${f.f1.toFixed(4)}, top-1 agreement ${agreement.toFixed(4)}, ` +
     `size ${q.mb.toFixed(1)} MB vs ${f.mb.toFixed(1)} MB (${(q.mb / f.mb).toFixed(3)}x), ` +
     `onnxruntime ${q.imgPerSec.toFixed(1)} vs ${f.imgPerSec.toFixed(1)} img/s`);
+  return { images: labels.length, fp32: { acc: f.acc, f1Macro: f.f1 }, int8: { acc: q.acc, f1Macro: q.f1 }, top1Agreement: agreement };
 }
 
 export type { ModelProto };

@@ -114,7 +114,7 @@ export function inferShapes(graph: Graph, batch: number | null = null): Map<stri
         out = x.filter((_, i) => !axes.includes(i));
         break;
       }
-      default: out = [...x];   // elementwise, layer_norm, softmax, attention ([B,T,C] like q)
+      default: out = [...x];   // elementwise, layer_norm, softmax, log_softmax, attention ([B,T,C] like q)
     }
     shapes.set(n.output, out);
   }
@@ -294,6 +294,7 @@ function lowerNode(n: GraphNode, b: OnnxBuilder, value: (v: string) => string, o
     case 'relu': b.node('Relu', [x], [out]); return;
     case 'relu6': b.node('Clip', [x, b.scalar(0), b.scalar(6)], [out]); return;
     case 'softmax': b.node('Softmax', [x], [out], [attrInt('axis', (n.attrs as OpAttrs['softmax']).axis)]); return;
+    case 'log_softmax': b.node('LogSoftmax', [x], [out], [attrInt('axis', (n.attrs as OpAttrs['log_softmax']).axis)]); return;
     case 'attention': {
       // softmax(q k^T / sqrt(d)) v over heads, as MatMul/Softmax (opset 17 has no attention op)
       const heads = (n.attrs as OpAttrs['attention']).heads;
@@ -347,7 +348,8 @@ export interface PennyMetadata {
   labelMap: Record<string, number> | string[] | Record<string, string>;
   modelType: string;
   backbone: string;
-  imgSize: number;
+  /** [height, width] (a number: a square) */
+  imgSize: number | readonly [number, number];
   mean: readonly number[];
   std: readonly number[];
   /** where the weights came from, or false/'false' for random init */
@@ -360,7 +362,7 @@ export function pennyMetadata(m: PennyMetadata): Record<string, string> {
     label_map: JSON.stringify(m.labelMap),
     model_type: m.modelType,
     backbone: m.backbone,
-    img_size: String(m.imgSize),
+    img_size: JSON.stringify(typeof m.imgSize === 'number' ? [m.imgSize, m.imgSize] : [...m.imgSize]),
     mean: JSON.stringify([...m.mean]),
     std: JSON.stringify([...m.std]),
     pretrained: String(m.pretrained),

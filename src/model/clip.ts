@@ -1,10 +1,11 @@
 // CLIP ViT vision tower + projection + classification head, as the graph IR; parameter names follow Hugging Face's
 // CLIPVisionModelWithProjection so its checkpoints load by name. Init follows HF CLIPPreTrainedModel._init_weights;
 // the head is a PyTorch-default nn.Linear (the original trainer replaced the head with one).
-import { GraphBuilder, type Graph } from './graph.js';
+import { GraphBuilder, type Graph, type HeadSpec } from './graph.js';
 
 export interface ClipVisionConfig {
-  imageSize: number;
+  /** [height, width] */
+  imageSize: [number, number];
   patchSize: number;
   width: number;
   layers: number;
@@ -14,11 +15,11 @@ export interface ClipVisionConfig {
   eps: number;
 }
 
-export function buildClipVit(cfg: ClipVisionConfig, numClasses: number): Graph {
-  const { imageSize, patchSize: P, width: C, layers: L, heads, mlp, projection, eps } = cfg;
-  if (imageSize % P !== 0) throw new RangeError(`image size ${imageSize} is not a multiple of the patch size ${P}`);
+export function buildClipVit(cfg: ClipVisionConfig, numClasses: number, head?: HeadSpec): Graph {
+  const { imageSize: [H, W], patchSize: P, width: C, layers: L, heads, mlp, projection, eps } = cfg;
+  for (const side of new Set([H, W])) if (side % P !== 0) throw new RangeError(`image size ${side} is not a multiple of the patch size ${P}`);
   if (C % heads !== 0) throw new RangeError(`width ${C} is not divisible by ${heads} heads`);
-  const tokens = (imageSize / P) ** 2 + 1;
+  const tokens = (H / P) * (W / P) + 1;
   const std = 0.02;                                   // initializer_range
   const attnIn = C ** -0.5 * (2 * L) ** -0.5;
   const attnOut = C ** -0.5;
@@ -55,8 +56,6 @@ export function buildClipVit(cfg: ClipVisionConfig, numClasses: number): Graph {
   let pooled = g.op('reshape', [g.op('slice', [x], { axis: 1, start: 0, end: 1 })], { shape: [0, C] });
   pooled = g.layerNorm(pooled, `${v}.post_layernorm`, C, eps);
   const embeds = g.linear(pooled, 'visual_projection', C, projection, { weight: normal(C ** -0.5), bias: null }, 'embeds');
-  const bound = 1 / Math.sqrt(projection);
-  const logits = g.linear(embeds, 'head', projection, numClasses,
-    { weight: { kind: 'uniform', bound }, bias: { kind: 'uniform', bound } }, 'logits');
-  return g.build([3, imageSize, imageSize], { embeds, logits });
+  const { logits, loss } = g.head(embeds, projection, numClasses, head);
+  return g.build([3, H, W], { embeds, logits }, loss);
 }

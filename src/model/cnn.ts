@@ -3,10 +3,11 @@
 // wide), then stride-2 stages, each 3x3 conv + BatchNorm + ReLU; global average pooling, a projection, the head.
 // Without batch norm it sat at the class prior for tens of epochs on the synthetic side task.
 // Init: Kaiming-normal convs (fan-in, ReLU gain), PyTorch-default Linear layers.
-import { GraphBuilder, type Graph } from './graph.js';
+import { GraphBuilder, type Graph, type HeadSpec } from './graph.js';
 
 export interface CnnConfig {
-  imageSize: number;
+  /** [height, width] */
+  imageSize: [number, number];
   /** output channels of the stride-1 stem */
   stem: number;
   /** output channels of each stride-2 stage */
@@ -14,7 +15,7 @@ export interface CnnConfig {
   projection: number;
 }
 
-export function buildCnn(cfg: CnnConfig, numClasses: number): Graph {
+export function buildCnn(cfg: CnnConfig, numClasses: number, head?: HeadSpec): Graph {
   const g = new GraphBuilder('pixels');
   let x = g.input;
   let cin = 3;
@@ -28,9 +29,7 @@ export function buildCnn(cfg: CnnConfig, numClasses: number): Graph {
   const pooled = g.op('mean', [x], { axes: [2, 3] });
   const pb = 1 / Math.sqrt(cin);
   const embeds = g.linear(pooled, 'projection', cin, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');
-  const hb = 1 / Math.sqrt(cfg.projection);
   // The head reads the embedding directly, as on CLIP: a ReLU here can go all-zero and freeze the model.
-  const logits = g.linear(embeds, 'head', cfg.projection, numClasses,
-    { weight: { kind: 'uniform', bound: hb }, bias: { kind: 'uniform', bound: hb } }, 'logits');
-  return g.build([3, cfg.imageSize, cfg.imageSize], { embeds, logits });
+  const { logits, loss } = g.head(embeds, cfg.projection, numClasses, head);
+  return g.build([3, ...cfg.imageSize], { embeds, logits }, loss);
 }

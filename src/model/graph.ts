@@ -13,6 +13,7 @@ export interface OpAttrs {
   relu: Record<string, never>;
   relu6: Record<string, never>;
   softmax: { axis: number };
+  log_softmax: { axis: number };                  // x - max - log(sum(exp(x - max))) over axis
   attention: { heads: number };                   // inputs: q, k, v [B, T, C]; softmax(q k^T / sqrt(C/heads)) v
   reshape: { shape: number[] };                   // 0 copies the input's dim, -1 is inferred
   transpose: { perm: number[] };
@@ -52,6 +53,20 @@ export interface GraphNode<K extends OpName = OpName> {
 
 export type OutputName = 'embeds' | 'logits';
 
+/**
+ * What the `logits` output holds, and so which loss trains it: scores to be log-softmaxed (cross-entropy), or
+ * log-probabilities already (a factorised head): the loss is then their negative at the label (NLL), which for a
+ * factorised head is the sum of its parts' cross-entropies.
+ */
+export type LossKind = 'cross_entropy' | 'nll';
+
+/**
+ * The classifier on top of the embedding. `flat`: one Linear to the classes. `year_digits`: the years
+ * first..last read as decade + unit digit, two Linear heads whose log-softmaxes are summed into one log-probability
+ * per year, so the output keeps the flat head's shape and label map.
+ */
+export type HeadSpec = { kind: 'flat' } | { kind: 'year_digits'; first: number; last: number };
+
 export interface Graph {
   /** name of the input value: a normalised image batch [B, 3, H, W] */
   input: string;
@@ -59,6 +74,7 @@ export interface Graph {
   params: ParamSpec[];
   nodes: GraphNode[];
   outputs: Record<OutputName, string>;
+  loss: LossKind;
 }
 
 export function numel(shape: readonly number[]): number {
@@ -106,7 +122,26 @@ export class GraphBuilder {
     return this.op('batch_norm', [x, w, b, mean, variance], { eps, momentum });
   }
 
-  build(inputShape: [number, number, number], outputs: Record<OutputName, string>): Graph {
-    return { input: this.input, inputShape, params: this.params, nodes: this.nodes, outputs };
+  /**
+   * The classifier `head` on `embeds` [B, dim]: the logits value [B, classes] and the loss that trains it. For
+   * year_digits, year y is decade floor(y / 10) and unit y % 10; logits[y] = logsoftmax(decade)[d] +
+   * logsoftmax(unit)[u], built as the [B, decades, 10] grid of sums, flattened, and sliced to first..last.
+   */
+  head(embeds: string, dim: number, classes: number, spec: HeadSpec = { kind: 'flat' }): { logits: string; loss: LossKind } {
+    const bound = 1 / Math.sqrt(dim);
+    const init = { weight: { kind: 'uniform', bound }, bias: { kind: 'uniform', bound } } as const;
+    if (spec.kind === 'flat') return { logits: this.linear(embeds, 'head', dim, classes, init, 'logits'), loss: 'cross_entropy' };
+    const d0 = Math.floor(spec.first / 10), decades = Math.floor(spec.last / 10) - d0 + 1;
+    if (spec.last - spec.first + 1 !== classes) throw new RangeError(`year_digits head: ${spec.first}-${spec.last} is not ${classes} classes`);
+    const part = (name: string, n: number, shape: number[]) =>
+      this.op('reshape', [this.op('log_softmax', [this.linear(embeds, `head.${name}`, dim, n, init)], { axis: 1 })], { shape });
+    const grid = this.op('add', [part('decade', decades, [0, decades, 1]), part('unit', 10, [0, 1, 10])], {});
+    const start = spec.first - 10 * d0;
+    const flat = this.op('reshape', [grid], { shape: [0, decades * 10] });
+    return { logits: this.op('slice', [flat], { axis: 1, start, end: start + classes }, 'logits'), loss: 'nll' };
+  }
+
+  build(inputShape: [number, number, number], outputs: Record<OutputName, string>, loss: LossKind = 'cross_entropy'): Graph {
+    return { input: this.input, inputShape, params: this.params, nodes: this.nodes, outputs, loss };
   }
 }

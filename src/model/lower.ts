@@ -17,6 +17,7 @@ export interface LoweredGraph {
   numSlots: number;
   nodes: LoweredNode[];
   outputs: Record<string, number>;
+  loss: Graph['loss'];
 }
 
 type Packer<K extends OpName> = (a: OpAttrs[K]) => { ints?: number[]; floats?: number[] };
@@ -25,6 +26,7 @@ const PACK: { [K in OpName]?: Packer<K> } = {
   layer_norm: (a) => ({ floats: [a.eps] }),
   batch_norm: (a) => ({ floats: [a.eps, a.momentum] }),
   softmax: (a) => ({ ints: [a.axis] }),
+  log_softmax: (a) => ({ ints: [a.axis] }),
   attention: (a) => ({ ints: [a.heads] }),
   reshape: (a) => ({ ints: a.shape }),
   transpose: (a) => ({ ints: a.perm }),
@@ -75,5 +77,5 @@ export function lowerGraph(g: Graph): LoweredGraph {
     if (s === undefined) throw new Error(`graph: output '${k}' names undefined value '${name}'`);
     outputs[k] = s;
   }
-  return { numParams: g.params.length, inputSlot, numSlots: inputSlot + 1 + g.nodes.length, nodes, outputs };
+  return { numParams: g.params.length, inputSlot, numSlots: inputSlot + 1 + g.nodes.length, nodes, outputs, loss: g.loss };
 }

@@ -3,8 +3,8 @@
 import { JsBackend } from '../backend/js/index.js';
 import { NativeBackend, setNumThreads } from '../backend/native.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
-import { buildBackbone } from './backbones.js';
-import { numel, type Graph, type OutputName } from './graph.js';
+import { buildBackbone, type ImageSize } from './backbones.js';
+import { numel, type Graph, type HeadSpec, type OutputName } from './graph.js';
 import { initParams } from './init.js';
 import { loadPretrained } from './weights.js';
 
@@ -16,8 +16,10 @@ export interface CreateModelOptions {
   device?: string;
   backend?: 'native' | 'js';
   seed?: number;
-  /** square input size; default the backbone's own (224 for ViT-B/32) */
-  imageSize?: number;
+  /** input size, [height, width] or a number for a square; default the backbone's own (224 for ViT-B/32) */
+  imageSize?: ImageSize;
+  /** the classifier: flat (default), or year_digits for the date model */
+  head?: HeadSpec;
   /** float64 is for gradient checks */
   dtype?: DType;
   /** intra-op threads of the native backend (process-wide); default the machine's cores */
@@ -82,16 +84,19 @@ export class PennyModel {
     return this.impl.forward(this.checkPixels(pixels, shape), shape, output);
   }
 
-  /** Cross-entropy on `labels`, backward, one AdamW step at `lr`. */
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr }: { lr: number }): Promise<StepResult> {
+  /**
+   * The graph's loss (cross-entropy, or NLL for a factorised head) on `labels`, backward, one AdamW step at `lr`.
+   * `targets` [batch, classes] (soft labels, rows summing to 1) replace the labels' one-hot rows in the loss.
+   */
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr, targets }: { lr: number; targets?: Float32Array }): Promise<StepResult> {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new TypeError(`lr must be a finite number >= 0, got ${lr}`);
     this.lastLr = lr;
-    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), lr);
+    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), lr, this.checkTargets(targets, shape));
   }
 
-  /** Cross-entropy and every parameter's gradient, without a step. */
-  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array) {
-    return this.impl.lossAndGrads(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape));
+  /** The loss and every parameter's gradient, without a step. */
+  lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array) {
+    return this.impl.lossAndGrads(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), this.checkTargets(targets, shape));
   }
 
   getParams(names?: string[]): Record<string, Floats> {
@@ -145,6 +150,15 @@ export class PennyModel {
     return pixels;
   }
 
+  private checkTargets(targets: Float32Array | undefined, shape: number[]): Float32Array | undefined {
+    if (targets === undefined) return undefined;
+    if (!(targets instanceof Float32Array)) throw new TypeError(`targets must be a Float32Array, got ${(targets as object)?.constructor?.name ?? typeof targets}`);
+    if (targets.length !== shape[0] * this.numClasses) {
+      throw new TypeError(`targets has ${targets.length} values; a batch of ${shape[0]} x ${this.numClasses} classes needs ${shape[0] * this.numClasses}`);
+    }
+    return targets;
+  }
+
   private checkLabels(labels: Int32Array, shape: number[]): Int32Array {
     if (!(labels instanceof Int32Array)) throw new TypeError(`labels must be an Int32Array, got ${(labels as object)?.constructor?.name ?? typeof labels}`);
     if (labels.length !== shape[0]) throw new TypeError(`labels has ${labels.length} entries for a batch of ${shape[0]}`);
@@ -195,7 +209,7 @@ export async function createModelFromGraph(graph: Graph, numClasses: number, opt
 
 export async function createModel(options: CreateModelOptions): Promise<PennyModel> {
   const { backbone, numClasses, weights } = options;
-  const graph = buildBackbone(backbone, numClasses, options.imageSize);
+  const graph = buildBackbone(backbone, numClasses, options.imageSize, options.head);
   const values = weights ? await loadPretrained(graph, weights, backbone) : undefined;
   return createModelFromGraph(graph, numClasses, { ...options, values, pretrained: weights ?? null });
 }

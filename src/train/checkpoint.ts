@@ -1,6 +1,7 @@
 // Checkpoints: a dict that Python's torch.load(path, weights_only=True) reads, written atomically (temp + rename).
 // Keys: epoch, model_state, optimizer_state, scheduler_state, best_val_f1, config, label_map (the original's), plus
-// rng_state, progress, backbone, num_classes, pretrained.
+// rng_state, progress, backbone, num_classes, pretrained, val_metrics (the epoch's), best_score (select_best_by's,
+// higher is better) and roi_aspect (align_roi's upright ROI aspect).
 import fs from 'node:fs';
 import path from 'node:path';
 import { readTorchFile, writeTorchFile, type TorchValueTensor } from '../backend/native.js';
@@ -8,6 +9,7 @@ import type { AdamState, Floats } from '../backend/types.js';
 import type { TrainingConfig } from '../config/config.js';
 import { UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
+import type { Metrics } from './metrics.js';
 import type { Schedule } from './schedule.js';
 
 export interface RunPosition {
@@ -33,6 +35,12 @@ export interface Checkpoint {
   seed: number;
   /** the partial train tally of an interrupted epoch */
   progress: unknown;
+  /** validation metrics of the last epoch done */
+  valMetrics: Metrics | null;
+  /** the best epoch's select_best_by score, higher is better (angle_mae: its negative) */
+  bestScore: number;
+  /** align_roi: the upright ROI aspect the run measured on its training ROIs */
+  roiAspect: number | null;
 }
 
 const tensor = (shape: number[], data: Floats): TorchValueTensor => ({ kind: 'tensor', dtype: 'float32', shape, data });
@@ -66,6 +74,9 @@ export async function saveCheckpoint(file: string, model: PennyModel, c: Omit<Ch
     backbone: c.backbone,
     num_classes: c.numClasses,
     pretrained: c.pretrained,
+    val_metrics: c.valMetrics,
+    best_score: c.bestScore,
+    roi_aspect: c.roiAspect,
   };
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
@@ -120,5 +131,9 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint> {
     pretrained: (d.pretrained as string | null) ?? null,
     seed: (rng.seed as number) ?? (d.config as TrainingConfig).seed,
     progress: d.progress ?? null,
+    valMetrics: (d.val_metrics as Metrics | null) ?? null,
+    // checkpoints from before select_best_by chose by macro-F1
+    bestScore: typeof d.best_score === 'number' ? d.best_score : d.best_val_f1 as number,
+    roiAspect: typeof d.roi_aspect === 'number' ? d.roi_aspect : null,
   };
 }

@@ -5,19 +5,23 @@ import path from 'node:path';
 import { nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex } from '../data/dataset.js';
-import { ImageCache, type ImageSpec } from '../data/images.js';
-import { labelMap as labelMapOf } from '../data/labels.js';
+import { ImageCache, imageSpec } from '../data/images.js';
+import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js';
 import { batchCount, batches } from '../data/loader.js';
 import { InterruptedError, UsageError } from '../errors.js';
-import { exportModels, type ExportResult } from '../export/deploy.js';
+import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
 import { getBackbone } from '../model/backbones.js';
+import type { HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
 import { RunLog, timestamp } from './log.js';
-import { argmaxRows, Tally } from './metrics.js';
+import { argmaxRows, metricsText, Tally, type Metrics } from './metrics.js';
 import { resolvePretrained } from './pretrained.js';
 import { lrAt, type Schedule } from './schedule.js';
+import { softTargets } from './targets.js';
+
+export type { Metrics } from './metrics.js';
 
 export interface TrainOptions {
   epochs?: number;
@@ -45,15 +49,13 @@ export interface EpochReport {
   valLoss: number;
   valAcc: number;
   valF1: number;
+  /** orientation */
+  valAngleMae?: number;
+  /** orientation (+-1 bin) and date (+-1 year) */
+  valAccWithin1?: number;
   lr: number;
   seconds: number;
   best: boolean;
-}
-
-export interface Metrics {
-  loss: number;
-  acc: number;
-  f1Macro: number;
 }
 
 export interface TrainResult {
@@ -61,6 +63,8 @@ export interface TrainResult {
   test: Metrics;
   checkpoints: { last: string; best: string };
   onnx: { fp32?: string; int8?: string };
+  /** INT8 against fp32 on the test split (quantize: true) */
+  int8VsFp32?: Int8Comparison;
   labelMap: Record<string, string>;
   log: string;
 }
@@ -90,10 +94,24 @@ export function resolveConfig(modelKey: string, o: TrainOptions): TrainingConfig
   return { ...cfg, configFile };
 }
 
+/** The classifier the config asks for: date's factorised year head, or one Linear. */
+export function headOf(cfg: TrainingConfig): HeadSpec {
+  return cfg.model_type === 'date' && cfg.date_head === 'factorised' ? { kind: 'year_digits', first: FIRST_YEAR, last: LAST_YEAR } : { kind: 'flat' };
+}
+
+/** The console's description of the head (the original prints `Linear(in_features=512, out_features=5)`). */
+function headText(cfg: TrainingConfig, projection: number, numClasses: number): string {
+  const linear = (n: number) => `Linear(in_features=${projection}, out_features=${n})`;
+  const head = headOf(cfg);
+  if (head.kind === 'flat') return linear(numClasses);
+  const decades = Math.floor(head.last / 10) - Math.floor(head.first / 10) + 1;
+  return `${linear(decades)} decade + ${linear(10)} unit digit -> ${numClasses} year log-probabilities`;
+}
+
 /** The config's model on its device (default: cuda when the native build sees one, else cpu). */
 function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
   return createModel({
-    backbone: cfg.backbone, numClasses, weights, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size[0],
+    backbone: cfg.backbone, numClasses, weights, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size, head: headOf(cfg),
     device: cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu'),
     threads: cfg.threads ?? undefined,
     optimizer: { beta1: cfg.optimizer_betas[0], beta2: cfg.optimizer_betas[1], weightDecay: cfg.weight_decay },
@@ -124,7 +142,8 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   const model = await modelFor(cfg, numClasses, resume ? undefined : pretrained.weights ?? undefined);
   try {
     const projection = getBackbone(cfg.backbone).config.projection;
-    log.info(`Model head: Linear(in_features=${projection}, out_features=${numClasses})`);
+    log.info(`Model head: ${headText(cfg, projection, numClasses)}`);
+    if (index.roiAspect !== undefined) log.info(`ROI: read upright (align_roi), aspect ${index.roiAspect.toFixed(3)} where its bounds do not give it (median of the train ROIs)`);
     if (resume) {
       model.setState({ params: resume.params, optimizer: resume.optimizer });
       log.info(`Resumed from ${options.resume}: epoch ${resume.position.epoch}${resume.position.batch ? `, batch ${resume.position.batch}` : ''}, best val F1 ${resume.bestValF1.toFixed(4)}`);
@@ -135,17 +154,29 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   }
 }
 
-/** A checkpoint fits the config when backbone, class count and image size agree. */
+/** A checkpoint fits the config when backbone, class count, image size and head agree. */
 function checkFits(c: Checkpoint, cfg: TrainingConfig, numClasses: number, file: string) {
   if (c.backbone !== cfg.backbone) throw new UsageError(`${file} holds a ${c.backbone} model, but the config asks for ${cfg.backbone}`);
   if (c.numClasses !== numClasses) throw new UsageError(`${file} has ${c.numClasses} classes, but the ${cfg.model_type} model has ${numClasses}`);
-  if (c.config?.img_size?.[0] !== cfg.img_size[0]) throw new UsageError(`${file} was trained at ${c.config?.img_size?.[0]} px, the config asks for ${cfg.img_size[0]} px`);
+  const size = JSON.stringify(c.config?.img_size);
+  if (size !== JSON.stringify(cfg.img_size)) throw new UsageError(`${file} was trained at img_size ${size}, the config asks for ${JSON.stringify(cfg.img_size)}`);
+  // a checkpoint from before date_head had the flat head
+  const head = JSON.stringify(headOf({ ...c.config, date_head: c.config?.date_head ?? 'flat' }));
+  if (head !== JSON.stringify(headOf(cfg))) throw new UsageError(`${file} has a ${c.config?.date_head ?? 'flat'} date head, the config asks for ${cfg.date_head}`);
 }
+
+/** select_best_by as a score where higher is better */
+function scoreOf(m: Metrics, by: TrainingConfig['select_best_by']): number {
+  return by === 'acc' ? m.acc : by === 'angle_mae' ? -(m.angleMae ?? Infinity) : m.f1Macro;
+}
+
+/** Validation predictions of one class this many epochs running are worth a warning. */
+const COLLAPSE_EPOCHS = 3;
 
 async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, log: RunLog, labelMap: Record<string, string>,
   stamp: string, resume: Checkpoint | null, pretrained: string | null, options: TrainOptions): Promise<TrainResult> {
   const key = cfg.model_type;
-  const spec: ImageSpec = { size: cfg.img_size[0], mean: cfg.mean, std: cfg.std };
+  const spec = imageSpec(cfg);
   const stepsPerEpoch = batchCount(index.train.length, cfg.batch_size);
   const schedule: Schedule = {
     baseLr: cfg.lr, etaMin: cfg.lr_scheduler_eta_min,
@@ -156,15 +187,19 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   const last = path.join(ckptDir, `${key}_last.pt`);
   const best = path.join(ckptDir, `${key}_best.pt`);
   let bestValF1 = resume?.bestValF1 ?? -1;
+  let bestScore = resume?.bestScore ?? -Infinity;
+  let valMetrics = resume?.valMetrics ?? null;
+  let collapsed = 0;   // epochs running whose validation predictions were all one class
   let pos: RunPosition = resume?.position ?? { epoch: 0, batch: 0, step: 0 };
   const save = (file: string, at: RunPosition, progress: unknown = null) => saveCheckpoint(file, model, {
     position: at, schedule, bestValF1, config: cfg, labelMap, backbone: cfg.backbone, numClasses: model.numClasses,
-    pretrained, seed: cfg.seed, progress,
+    pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null,
   });
+  const evalOpts = { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache };
 
   for (let epoch = pos.epoch; epoch < cfg.num_epochs; epoch++) {
     const started = performance.now();
-    const tally = pos.batch && resume?.progress ? Tally.from(resume.progress as Parameters<typeof Tally.from>[0]) : new Tally();
+    const tally = pos.batch && resume?.progress ? Tally.from(resume.progress as Parameters<typeof Tally.from>[0], key) : new Tally(key);
     let lr = lrAt(pos.step, schedule);
     const pos0 = pos.batch;   // batches done before this process (a resumed epoch)
     let seen = 0;
@@ -177,35 +212,48 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
         throw new InterruptedError(last);
       }
       lr = lrAt(pos.step, schedule);
-      const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr });
-      tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses));
+      const targets = cfg.label_smoothing_bins > 0 ? softTargets(key, b.labels, b.angles, model.numClasses, cfg.label_smoothing_bins) : undefined;
+      const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr, targets });
+      tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
       pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
       seen += b.labels.length;
       const elapsed = (performance.now() - started) / 1000;
       log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, pos.batch - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
     }
     log.clearBar();
-    const val = await evaluate(model, index.val, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache });
+    const valTally = await evaluate(model, index.val, evalOpts, key);
+    const val = valTally.metrics();
+    valMetrics = val;
     const seconds = (performance.now() - started) / 1000;
+    const extra = metricsText({ ...val, loss: NaN, acc: NaN, f1Macro: NaN }, 'Val ').split(', ').slice(3);
     log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${tally.loss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
-      `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, Duration: ${seconds.toFixed(1)}s`);
+      `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, ${extra.map((e) => `${e}, `).join('')}Duration: ${seconds.toFixed(1)}s`);
+    const predicted = valTally.predictedClasses();
+    collapsed = predicted.length === 1 && valTally.count > 1 ? collapsed + 1 : 0;
+    if (collapsed === COLLAPSE_EPOCHS) {
+      log.warn(`WARNING: for ${COLLAPSE_EPOCHS} epochs running, every validation image was predicted as '${labelMap[String(predicted[0])]}': ` +
+        'the model has collapsed to one class. A lower lr, a longer warmup or more data usually help.');
+    }
     pos = { epoch: epoch + 1, batch: 0, step: pos.step };
-    const isBest = val.f1Macro > bestValF1;
+    const score = scoreOf(val, cfg.select_best_by);
+    const isBest = score > bestScore;
     if (isBest) {
+      bestScore = score;
       bestValF1 = val.f1Macro;
       await save(best, pos);
     }
     await save(last, pos);
     await options.onEpoch?.({
       epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
-      valAcc: val.acc, valF1: val.f1Macro, lr, seconds, best: isBest,
+      valAcc: val.acc, valF1: val.f1Macro, valAngleMae: val.angleMae, valAccWithin1: val.accWithin1, lr, seconds, best: isBest,
     });
   }
 
   // Test on the best weights.
   if (fs.existsSync(best)) model.setParams((await loadCheckpoint(best)).params);
-  const test = await evaluate(model, index.test, { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache });
-  log.info(`Test (best weights): Loss: ${test.loss.toFixed(4)}, Acc: ${test.acc.toFixed(4)}, F1 (Macro): ${test.f1Macro.toFixed(4)} on ${test.count} images`);
+  const testTally = await evaluate(model, index.test, evalOpts, key);
+  const test = testTally.metrics();
+  log.info(`Test (best weights): ${metricsText(test)} on ${testTally.count} images`);
 
   const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
   fs.mkdirSync(path.dirname(labelFile), { recursive: true });
@@ -214,9 +262,10 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache });
   return {
     bestValF1,
-    test: { loss: test.loss, acc: test.acc, f1Macro: test.f1Macro },
+    test,
     checkpoints: { last, best },
     onnx: { fp32: onnx.fp32, int8: onnx.int8 },
+    int8VsFp32: onnx.int8VsFp32,
     labelMap,
     log: log.file,
   };

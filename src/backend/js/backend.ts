@@ -5,7 +5,7 @@ import type { Graph, OutputName } from '../../model/graph.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../types.js';
 import { AdamW } from './adamw.js';
 import { Interpreter } from './interpreter.js';
-import { crossEntropy } from './loss.js';
+import { lossAndGrad } from './loss.js';
 import { alloc, numel, shapeStr, type Tensor } from './tensor.js';
 
 export interface JsBackendOptions {
@@ -18,6 +18,7 @@ export class JsBackend implements Backend {
   readonly device = 'cpu';
   readonly dtype: DType;
   private readonly program: Interpreter;
+  private readonly loss: Graph['loss'];
   private readonly names: string[];
   private readonly index = new Map<string, number>();
   private params: Tensor[];
@@ -32,6 +33,7 @@ export class JsBackend implements Backend {
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`options.dtype must be 'float32' or 'float64', got '${String(dtype)}'`);
     this.dtype = dtype;
     this.program = new Interpreter(graph);
+    this.loss = graph.loss;
     this.names = graph.params.map((p) => p.name);
     this.names.forEach((n, i) => this.index.set(n, i));
     this.decay = graph.params.map((p) => p.decay);
@@ -46,19 +48,19 @@ export class JsBackend implements Backend {
     return out.data.slice();
   }
 
-  async trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number): Promise<StepResult> {
+  async trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array): Promise<StepResult> {
     this.checkAlive();
     if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError('options.lr must be a number');
     const optimizer = this.optimizer;
     if (!optimizer) throw new Error('trainStep: call setOptimizer first');
-    const { loss, logits, grads } = this.backward(pixels, shape, labels);
+    const { loss, logits, grads } = this.backward(pixels, shape, labels, targets);
     optimizer.step(this.params.map((p) => p.data), grads, lr);
     return { loss, logits };
   }
 
-  async lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array): Promise<StepResult & { grads: Record<string, Floats> }> {
+  async lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array): Promise<StepResult & { grads: Record<string, Floats> }> {
     this.checkAlive();
-    const { loss, logits, grads } = this.backward(pixels, shape, labels);
+    const { loss, logits, grads } = this.backward(pixels, shape, labels, targets);
     const out: Record<string, Floats> = {};
     this.names.forEach((n, i) => {
       if (!this.buffer[i]) out[n] = grads[i] ?? alloc(this.dtype, this.params[i].data.length);
@@ -128,14 +130,14 @@ export class JsBackend implements Backend {
     this.disposed = true;
   }
 
-  /** Forward with a tape, cross-entropy, backward: the loss, the logits and each parameter's gradient. */
-  private backward(pixels: Floats, shape: number[], labels: Int32Array) {
+  /** Forward with a tape, the loss, backward: the loss, the logits and each parameter's gradient. */
+  private backward(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array) {
     if (!(labels instanceof Int32Array)) throw new TypeError('labels must be an Int32Array');
     const input = this.input(pixels, shape);
     if (labels.length !== shape[0]) throw new TypeError(`labels has ${labels.length} entries for a batch of ${shape[0]}`);
     const slot = this.program.outputSlot('logits');
     const { out, tape } = this.program.run(this.params, input, slot, true);
-    const { loss, dlogits } = crossEntropy(out.data, shape[0], labels);
+    const { loss, dlogits } = lossAndGrad(out.data, shape[0], labels, this.loss, targets);
     const logits = out.data.slice();
     const grads = this.program.backward(tape, slot, dlogits);
     return { loss, logits, grads };

@@ -7,7 +7,7 @@ import { conv2d, linear } from './linear.js';
 import { batchNorm, layerNorm } from './norm.js';
 import { concat, expandBatch, reshape, slice, transpose } from './shape.js';
 import { mean } from './mean.js';
-import { softmax } from './softmax.js';
+import { logSoftmax, softmax } from './softmax.js';
 
 export const KERNELS: { [K in OpName]: Kernel<K> } = {
   conv2d,
@@ -20,6 +20,7 @@ export const KERNELS: { [K in OpName]: Kernel<K> } = {
   relu,
   relu6,
   softmax,
+  log_softmax: logSoftmax,
   attention,
   reshape,
   transpose,

@@ -1,4 +1,4 @@
-// softmax along any axis, and the row-wise softmax that attention and cross-entropy share.
+// softmax and log_softmax along any axis, and the row-wise softmax that attention and cross-entropy share.
 import type { Floats } from '../../types.js';
 import { axisOf, zerosLike, type Tensor } from '../tensor.js';
 import { required, type Kernel } from './kernel.js';
@@ -37,13 +37,18 @@ interface SoftmaxSaved {
   inner: number;
 }
 
+/** `axis` of x as `outer` blocks of n entries `inner` apart: entry j of lane (o, i) is at o * n * inner + i + j * inner. */
+function lanes(x: Tensor, axis: number, op: string): { outer: number; n: number; inner: number } {
+  const a = axisOf(axis, x.shape.length, op);
+  const n = x.shape[a];
+  const inner = x.shape.slice(a + 1).reduce((p, d) => p * d, 1);
+  return { outer: x.data.length / (n * inner), n, inner };
+}
+
 export const softmax: Kernel<'softmax', SoftmaxSaved> = {
   forward(inputs, { axis }) {
     const x = required(inputs[0], 'softmax', 'x');
-    const a = axisOf(axis, x.shape.length, 'softmax');
-    const n = x.shape[a];
-    const inner = x.shape.slice(a + 1).reduce((p, d) => p * d, 1);
-    const outer = x.data.length / (n * inner);
+    const { outer, n, inner } = lanes(x, axis, 'softmax');
     const y = zerosLike(x.data);
     if (inner === 1) {
       y.set(x.data);
@@ -80,6 +85,42 @@ export const softmax: Kernel<'softmax', SoftmaxSaved> = {
           for (let j = 0; j < n; j++) dot += g[base + j * inner] * y[base + j * inner];
           for (let j = 0; j < n; j++) g[base + j * inner] = y[base + j * inner] * (g[base + j * inner] - dot);
         }
+      }
+    }
+    return [g];
+  },
+};
+
+/** y = x - max - log(sum(exp(x - max))) over the axis; saves y, since softmax(x) = exp(y). */
+export const logSoftmax: Kernel<'log_softmax', SoftmaxSaved> = {
+  forward(inputs, { axis }) {
+    const x = required(inputs[0], 'log_softmax', 'x');
+    const { outer, n, inner } = lanes(x, axis, 'log_softmax');
+    const y = zerosLike(x.data);
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        const base = o * n * inner + i;
+        let max = -Infinity;
+        for (let j = 0; j < n; j++) max = Math.max(max, x.data[base + j * inner]);
+        let s = 0;
+        for (let j = 0; j < n; j++) s += Math.exp(x.data[base + j * inner] - max);
+        const logS = Math.log(s);
+        for (let j = 0; j < n; j++) y[base + j * inner] = x.data[base + j * inner] - max - logS;
+      }
+    }
+    const out: Tensor = { shape: x.shape, data: y };
+    return { out, saved: { y, outer, n, inner } };
+  },
+  /** dx = dy - softmax(x) * sum(dy) over the axis */
+  backward({ y, outer, n, inner }, dy, needs) {
+    if (!needs[0]) return [null];
+    const g = dy.slice();
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        const base = o * n * inner + i;
+        let sum = 0;
+        for (let j = 0; j < n; j++) sum += dy[base + j * inner];
+        for (let j = 0; j < n; j++) g[base + j * inner] = dy[base + j * inner] - Math.exp(y[base + j * inner]) * sum;
       }
     }
     return [g];
