@@ -67,6 +67,38 @@ describe('config', () => {
     expect(failure(() => loadConfig('mint', flip))).toContain('mint.augment.hflip_p must be 0 for mint');
   });
 
+  it('gives the keys added after the original their defaults, so an older config keeps its meaning', () => {
+    const date = loadConfig('date', MASTER), side = loadConfig('side', MASTER);
+    expect([date.roi_fit, date.align_roi, date.date_head, date.label_smoothing_bins, date.select_best_by]).toEqual(['letterbox', false, 'factorised', 0, 'f1_macro']);
+    expect([side.roi_fit, side.date_head, side.augment.rotate_relabel]).toEqual(['crop', 'flat', false]);
+    const edge = path.join(ROOT, 'configs', 'edge.yaml');
+    for (const key of MODEL_KEYS) {
+      const cfg = loadConfig(key, edge);
+      for (const k of ORIGINAL_KEYS) expect(cfg, `edge ${key}.${k}`).toHaveProperty(k);
+      expect(cfg.backbone).toBe('cnn_small');
+    }
+    expect(loadConfig('date', edge).img_size).toEqual([48, 112]);
+  });
+
+  it('refuses settings a model cannot use, and an img_size the backbone cannot take, naming file, section and key', () => {
+    const file = variant((y) => y
+      .replace(/(side:[\s\S]*?)( {2}output_dir)/, '$1  align_roi: true\n$2')
+      .replace(/(mint:[\s\S]*?hflip_p: 0\.0\n)/, '$1    rotate_relabel: true\n')
+      .replace(/(mint:[\s\S]*?)( {2}output_dir)/, '$1  date_head: factorised\n  select_best_by: angle_mae\n$2')
+      .replace(/(orientation:[\s\S]*?)img_size: \[224, 224\]/, '$1img_size: [224, 200]'));
+    expect(failure(() => loadConfig('side', file))).toContain(`${file}: side.align_roi applies to date and mint`);
+    const mint = failure(() => loadConfig('mint', file));
+    expect(mint).toContain(`${file}: mint.augment.rotate_relabel applies to orientation only`);
+    expect(mint).toContain(`${file}: mint.date_head applies to the date model only`);
+    expect(mint).toContain(`${file}: mint.select_best_by angle_mae applies to orientation only`);
+    expect(failure(() => loadConfig('orientation', file))).toContain(
+      `${file}: orientation.img_size: coin_clip_vit_b32 reads 32x32 patches: height and width must be multiples of 32, got [224, 200]`);
+    const bad = variant((y) => y.replace(/(date:[\s\S]*?)( {2}output_dir)/, '$1  roi_fit: squash\n  label_smoothing_bins: -1\n$2'));
+    const date = failure(() => loadConfig('date', bad));
+    expect(date).toContain('date.roi_fit must be one of letterbox, stretch, crop, got "squash"');
+    expect(date).toContain('date.label_smoothing_bins must be in [0, 60], got -1');
+  });
+
   it('names an unreadable or malformed file', () => {
     expect(failure(() => loadConfig('side', '/nope.yaml'))).toMatch(/cannot read config file \/nope\.yaml: ENOENT/);
     expect(failure(() => loadConfig('side', variant(() => 'side: [1, 2\n')))).toMatch(/is not valid YAML/);

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createModel, createModelFromGraph, decodeModel, emitOnnx, encodeModel, GraphBuilder, imx500Report, makeImx500Compatible,
-  metadataOf, onnxParity, onnxruntimeOpTypes, opHistogram, pennyMetadata, quantizeInt8, readModel, runOnnx, top1Agreement,
+  buildBackbone, createModel, createModelFromGraph, decodeModel, emitOnnx, encodeModel, GraphBuilder, imx500Report, makeImx500Compatible,
+  metadataOf, onnxParity, onnxruntimeOpTypes, opHistogram, peakActivationBytes, pennyMetadata, quantizeInt8, readModel, runOnnx, top1Agreement,
   writeOnnxAtomic, type ModelProto, type PennyModel,
 } from '../src/index.js';
 import { otherOps, randn, randomLabels } from './helpers.js';
@@ -213,6 +213,24 @@ describe('makeImx500Compatible', () => {
     const rb = imx500Report(big);
     expect(rb.fits).toBe(false);
     expect(rb.statement).toMatch(/cannot fit on the IMX500.*83\.9 MB.*8\.0 MB/);
+  });
+
+  it('counts the activations alive at once, and weights plus activations must fit', () => {
+    // input [3, 4, 4] -> relu -> relu: at each node one value is read and one written, 2 x 48 bytes
+    const g = new GraphBuilder('x');
+    const a = g.op('relu', [g.input], {});
+    const b = g.op('relu', [a], {});
+    expect(peakActivationBytes(g.build([3, 4, 4], { embeds: a, logits: b }))).toBe(96);
+    // cnn_small at 128 px: the stem's conv output and its batch norm's, 16 x 128 x 128 each, are alive together
+    const cnn = buildBackbone('cnn_small', 5, 128);
+    const peak = peakActivationBytes(cnn);
+    expect(peak).toBeGreaterThanOrEqual(2 * 16 * 128 * 128);
+    expect(peak).toBeLessThan(3 * 16 * 128 * 128);
+    const r = imx500Report(makeImx500Compatible(fp32), 8 * 1024 * 1024);
+    expect(r.int8ActivationBytes).toBe(8 * 1024 * 1024);
+    expect(r.fits).toBe(false);
+    expect(r.text).toMatch(/int8 activations, most alive at once \(one image\): 8\.0 MB/);
+    expect(r.statement).toMatch(/int8 weights and activations need/);
   });
 });
 

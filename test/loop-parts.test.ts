@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { RunLog, timestamp } from '../src/train/log.js';
-import { macroF1, Tally } from '../src/train/metrics.js';
+import { angleBetween, macroF1, metricsText, Tally } from '../src/train/metrics.js';
+import { softTargets } from '../src/train/targets.js';
 import { lrAt } from '../src/train/schedule.js';
 
 describe('schedule', () => {
@@ -30,6 +31,44 @@ describe('metrics', () => {
     t.add(1, [1, 1], [1, 1]);
     expect([t.loss, t.acc, t.count]).toEqual([1.5, 0.75, 4]);
     expect(Tally.from(JSON.parse(JSON.stringify(t.toJSON()))).f1Macro).toBe(t.f1Macro);
+  });
+});
+
+describe('task metrics', () => {
+  it('orientation: circular angle error from the predicted bin centre to the true angle, and +-1 bin wrapping around', () => {
+    expect(angleBetween(359, 1)).toBeCloseTo(2, 12);
+    expect(angleBetween(10, 190)).toBeCloseTo(180, 12);
+    const t = new Tally('orientation');
+    // truth 359.0 (bin 119) predicted bin 0 (centre 1.5): 2.5 deg, within one bin across the wrap;
+    // truth 100.2 (bin 33) predicted bin 33 (centre 100.5): 0.3 deg; truth 45 (bin 15) predicted 20 (61.5): 16.5 deg
+    t.add(1, [119, 33, 15], [0, 33, 20], [359, 100.2, 45]);
+    expect(t.angleMae).toBeCloseTo((2.5 + 0.3 + 16.5) / 3, 9);
+    expect(t.accWithin1).toBeCloseTo(2 / 3, 12);
+    const m = t.metrics();
+    expect(Object.keys(m)).toEqual(['loss', 'acc', 'f1Macro', 'angleMae', 'accWithin1']);
+    expect(metricsText(m)).toMatch(/Angle MAE: 6\.43 deg, Acc \+-1: 0\.6667$/);
+    expect(Tally.from(JSON.parse(JSON.stringify(t.toJSON())), 'orientation').angleMae).toBeCloseTo(t.angleMae, 12);
+  });
+
+  it('date: +-1 year does not wrap; side and mint have no task figures', () => {
+    const t = new Tally('date');
+    t.add(1, [0, 115, 50], [115, 114, 52]);
+    expect(t.accWithin1).toBeCloseTo(1 / 3, 12);
+    expect(Object.keys(t.metrics())).toEqual(['loss', 'acc', 'f1Macro', 'accWithin1']);
+    expect(Object.keys(new Tally('mint').metrics())).toEqual(['loss', 'acc', 'f1Macro']);
+  });
+
+  it('soft targets: rows sum to 1, wrap around the circle for orientation, centre on the exact angle', () => {
+    const t = softTargets('orientation', new Int32Array([0, 60]), [1.5, 181.5], 120, 1);
+    for (const row of [t.subarray(0, 120), t.subarray(120)]) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    expect(t[0]).toBeGreaterThan(t[1]);
+    expect(t[1]).toBeCloseTo(t[119], 6);   // bin 0's neighbours, across the wrap
+    expect(t[120 + 60]).toBeGreaterThan(t[120 + 59]);
+    const edge = softTargets('orientation', new Int32Array([0]), [2.9], 120, 1);   // near bin 1: it gets nearly as much
+    expect(edge[1] / edge[0]).toBeGreaterThan(0.9);
+    const d = softTargets('date', new Int32Array([0]), [NaN], 116, 1);
+    expect(d[115]).toBeLessThan(1e-6);   // 1909's neighbour is 1910, not 2024
+    expect(d[1]).toBeCloseTo(d[0] * Math.exp(-0.5), 6);
   });
 });
 

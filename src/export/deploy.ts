@@ -10,7 +10,7 @@ import { UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
 import { argmaxRows, macroF1 } from '../train/metrics.js';
-import { imx500Report, makeImx500Compatible } from './imx500.js';
+import { imx500Report, makeImx500Compatible, peakActivationBytes } from './imx500.js';
 import { MIN_CALIBRATION_SAMPLES, quantizeInt8 } from './int8.js';
 import { modelToOnnx, pennyMetadata, writeOnnxAtomic } from './onnx.js';
 import { encodeModel, withMetadata, type ModelProto } from './onnx-proto.js';
@@ -65,7 +65,8 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   if (cfg.imx500_compatible) {
     fp32 = makeImx500Compatible(fp32, { batch: 'dynamic' });
     // The file keeps its dynamic batch; the sensor runs batch 1, where the batch-size plumbing folds away.
-    for (const line of imx500Report(makeImx500Compatible(fp32, { batch: 1 })).text.split('\n')) log.info(line);
+    const report = imx500Report(makeImx500Compatible(fp32, { batch: 1 }), peakActivationBytes(model.graph));
+    for (const line of report.text.split('\n')) log.info(line);
   }
 
   // Parity on real validation images: onnxruntime against the native model.

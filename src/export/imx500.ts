@@ -15,6 +15,9 @@
 //  - the batch is fixed (default 1: the sensor runs one frame at a time): the Shape/Concat/Expand that broadcast the
 //    class token to the batch becomes the constant itself, and Reshapes of constants are folded.
 //  - Pow(x, 2) -> Mul(x, x).
+import type { Graph } from '../model/graph.js';
+import { lowerGraph } from '../model/lower.js';
+import { inferShapes } from './onnx.js';
 import {
   attrInts, cloneModel, DataType, floatTensor, getAttr, numelOf, opHistogram, pruneDeadNodes, tensorFloats,
   tensorInts, type ModelProto, type NodeProto, type TensorProto,
@@ -248,6 +251,27 @@ function foldConstants(model: ModelProto): void {
   });
 }
 
+/**
+ * The most activation memory the graph holds at once for one image at int8 (one byte a value): walking the nodes in
+ * order, each value lives from the node that makes it to its last reader (as the interpreters free them); the input
+ * counts. An estimate of what the sensor's working memory must hold beside the weights.
+ */
+export function peakActivationBytes(graph: Graph): number {
+  const shapes = inferShapes(graph, 1);
+  const lowered = lowerGraph(graph);
+  const size = (name: string) => (shapes.get(name) ?? []).reduce<number>((a, d) => a * (d ?? 1), 1);
+  const bySlot = new Map<number, number>([[lowered.inputSlot, size(graph.input)]]);
+  let live = bySlot.get(lowered.inputSlot)!, peak = live;
+  graph.nodes.forEach((n, i) => {
+    const out = size(n.output);
+    bySlot.set(lowered.nodes[i].output, out);
+    live += out;
+    peak = Math.max(peak, live);
+    for (const r of lowered.nodes[i].release) live -= bySlot.get(r) ?? 0;
+  });
+  return peak;
+}
+
 export interface Imx500Report {
   /** op type -> count in the graph */
   opTypes: Record<string, number>;
@@ -255,6 +279,8 @@ export interface Imx500Report {
   parameters: number;
   /** the parameters at one byte each */
   int8WeightBytes: number;
+  /** peakActivationBytes of the model's graph, when given */
+  int8ActivationBytes?: number;
   memoryBytes: number;
   fits: boolean;
   /** op types outside IMX500_OPS */
@@ -267,7 +293,8 @@ export interface Imx500Report {
 
 const mb = (b: number) => `${(b / (1024 * 1024)).toFixed(1)} MB`;
 
-export function imx500Report(model: ModelProto): Imx500Report {
+/** The report; with `activationBytes` (peakActivationBytes), weights and activations together must fit. */
+export function imx500Report(model: ModelProto, activationBytes?: number): Imx500Report {
   const g = model.graph;
   const qdq = new Set(['QuantizeLinear', 'DequantizeLinear']);
   const init = new Map(g.initializer.map((t) => [t.name, t]));
@@ -288,18 +315,21 @@ export function imx500Report(model: ModelProto): Imx500Report {
   const opTypes = opHistogram(model);
   const unsupportedOps = Object.keys(opTypes).filter((k) => !IMX500_OPS.has(k));
   const int8WeightBytes = parameters;
-  const fits = int8WeightBytes <= IMX500_MEMORY_BYTES;
+  const total = int8WeightBytes + (activationBytes ?? 0);
+  const what = activationBytes === undefined ? 'int8 weights' : 'int8 weights and activations';
+  const fits = total <= IMX500_MEMORY_BYTES;
   const statement = fits
-    ? `The int8 weights (${mb(int8WeightBytes)}) fit the IMX500's ${mb(IMX500_MEMORY_BYTES)} on-sensor memory.`
-    : `This model cannot fit on the IMX500: its int8 weights need ${mb(int8WeightBytes)}, the sensor holds ${mb(IMX500_MEMORY_BYTES)} ` +
-      `(${(int8WeightBytes / IMX500_MEMORY_BYTES).toFixed(1)}x too large); a smaller backbone is needed.`;
+    ? `The ${what} (${mb(total)}) fit the IMX500's ${mb(IMX500_MEMORY_BYTES)} on-sensor memory.`
+    : `This model cannot fit on the IMX500: its ${what} need ${mb(total)}, the sensor holds ${mb(IMX500_MEMORY_BYTES)} ` +
+      `(${(total / IMX500_MEMORY_BYTES).toFixed(1)}x too large); a smaller backbone is needed.`;
   const text = [
     'IMX500 report',
     `  op types: ${Object.entries(opTypes).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `  parameters: ${parameters.toLocaleString('en-US')}`,
     `  int8 weight size: ${mb(int8WeightBytes)} of ${mb(IMX500_MEMORY_BYTES)} on-sensor memory`,
+    ...(activationBytes === undefined ? [] : [`  int8 activations, most alive at once (one image): ${mb(activationBytes)}`]),
     unsupportedOps.length ? `  ops the IMX500 toolchain does not take: ${unsupportedOps.join(', ')}` : '  every op is one the IMX500 toolchain takes',
     `  ${statement}`,
   ].join('\n');
-  return { opTypes, parameters, int8WeightBytes, memoryBytes: IMX500_MEMORY_BYTES, fits, unsupportedOps, statement, text };
+  return { opTypes, parameters, int8WeightBytes, ...(activationBytes !== undefined && { int8ActivationBytes: activationBytes }), memoryBytes: IMX500_MEMORY_BYTES, fits, unsupportedOps, statement, text };
 }

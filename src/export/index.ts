@@ -7,7 +7,7 @@ export {
   decodeModel, encodeModel, metadataOf, onnxProtoPath, opHistogram, readModel, withMetadata,
   type GraphProto, type ModelProto, type NodeProto, type TensorProto,
 } from './onnx-proto.js';
-export { imx500Report, makeImx500Compatible, IMX500_MEMORY_BYTES, IMX500_OPS, type Imx500Options, type Imx500Report } from './imx500.js';
+export { imx500Report, makeImx500Compatible, peakActivationBytes, IMX500_MEMORY_BYTES, IMX500_OPS, type Imx500Options, type Imx500Report } from './imx500.js';
 export {
   quantizeInt8, quantizeWeightInt8, uint8Params, type CalibrationBatch, type CalibrationMethod, type Int8Options, type Int8Result,
   type Int8Stats, type QuantizeMode,
