@@ -2,7 +2,7 @@
 // of DESIGN.md ("Data").
 //
 //   node --import tsx scripts/synth-pennies.ts --count 5000 --out DIR --seed N [--size 256] [--metadata-dir DIR]
-//        [--obverse 0.6] [--year-min 1909] [--year-max 2024] [--concurrency 4]
+//        [--obverse 0.6] [--year-min 1909] [--year-max 2024] [--concurrency N]
 //   node --import tsx scripts/synth-pennies.ts --check --out DIR [--metadata-dir DIR]     (split counts only)
 //
 // Each coin is composed as SVG in "coin units" (centre 0,0, radius 100, y down), rasterised by sharp (librsvg), then
@@ -10,14 +10,22 @@
 // uid), so the same seed gives byte-identical files whatever the concurrency. The glyphs that decide labels (year digits
 // and mint mark) are our own stroke paths, never font text, so they look the same on every machine.
 //
+// --concurrency N (default: the available cores) renders in N worker threads, each taking the next job when it is done
+// with one; the main thread only hands out jobs and writes the metadata in job order. librsvg's rasterising is most of
+// the time (~40 of ~60 ms a 256 px coin on one core). sharp runs on libuv's pool, 4 threads unless UV_THREADPOOL_SIZE
+// is set before node starts: past 4 workers, set it too.
+//
 // `angle` (obverse) is the counter-clockwise rotation of the coin in the image, degrees in [0, 360): at 0 the bust is
 // upright, at 90 its top points left. date_roi / mint_mark_roi are the axis-aligned bounding boxes (integer pixels,
 // clipped to the image) of the rotated year / mint-mark glyph boxes; 'nomint' coins get the box where a mark would be.
+// compose() also returns those glyph boxes exactly (`glyphs`, for tests): the rotated corners, unpadded.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import sharp from 'sharp';
 import { Rng, hashSeed } from '../src/util/rng.js';
 
@@ -308,9 +316,14 @@ const BACKGROUNDS: RGB[] = [
   [140, 100, 65], [90, 60, 40], [40, 60, 110], [40, 90, 60], [120, 30, 35], [240, 240, 250],
 ];
 
+/** Corners in image pixels (x right, y down): top-left, top-right, bottom-right, bottom-left of the upright box. */
+export type Quad = [number, number][];
+
 export interface Rendered {
   svg: string;
   rois: Rois | null;
+  /** obverse: the date / mint-mark glyph boxes (cell box plus half the stroke, no ROI_PAD), unclipped; null: reverse */
+  glyphs: { date: Quad; mint: Quad } | null;
   angle: number;
   blur: number;
   noise: number;
@@ -384,6 +397,7 @@ export function compose(job: Job, size: number, seed: number, angleOverride?: nu
   // design and the label glyph boxes
   let design: Design;
   let rois: Rois | null = null;
+  let glyphBoxes: Rendered['glyphs'] = null;
   if (job.kind === 'obverse') {
     const dx = uni(r, -1.5, 1.5);
     const dy = uni(r, -1.5, 1.5);
@@ -392,6 +406,10 @@ export function compose(job: Job, size: number, seed: number, angleOverride?: nu
     const mw = (CELL_W * MINT.h) / CELL_H;
     const dateBox = { x: DATE.x + dx, y: DATE.y + dy, w: dateW, h: DATE.h };
     const mintBox = { x: DATE.x + dx + dateW / 2 - mw / 2, y: DATE.y + dy + DATE.h + MINT.gap, w: mw, h: MINT.h };
+    const px = (u: number, v: number): [number, number] => [
+      cx + k * (u * Math.cos(phi) - v * Math.sin(phi)),
+      cy + k * (u * Math.sin(phi) + v * Math.cos(phi)),
+    ];
     const toPx = (b: { x: number; y: number; w: number; h: number }): Box => {
       const xs: number[] = [];
       const ys: number[] = [];
@@ -401,8 +419,9 @@ export function compose(job: Job, size: number, seed: number, angleOverride?: nu
         [b.x - ROI_PAD, b.y + b.h + ROI_PAD],
         [b.x + b.w + ROI_PAD, b.y + b.h + ROI_PAD],
       ]) {
-        xs.push(cx + k * (u * Math.cos(phi) - v * Math.sin(phi)));
-        ys.push(cy + k * (u * Math.sin(phi) + v * Math.cos(phi)));
+        const [x, y] = px(u, v);
+        xs.push(x);
+        ys.push(y);
       }
       const x0 = clamp(Math.floor(Math.min(...xs)), 0, S - 1);
       const y0 = clamp(Math.floor(Math.min(...ys)), 0, S - 1);
@@ -411,6 +430,12 @@ export function compose(job: Job, size: number, seed: number, angleOverride?: nu
       return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
     };
     rois = { date_roi: toPx(dateBox), mint_mark_roi: toPx(mintBox) };
+    // round caps reach half the stroke (GLYPH_STROKE cell units, scaled like the glyph) past the cell
+    const toQuad = (b: { x: number; y: number; w: number; h: number }): Quad => {
+      const p = (GLYPH_STROKE * b.h) / CELL_H / 2;
+      return [px(b.x - p, b.y - p), px(b.x + b.w + p, b.y - p), px(b.x + b.w + p, b.y + b.h + p), px(b.x - p, b.y + b.h + p)];
+    };
+    glyphBoxes = { date: toQuad(dateBox), mint: toQuad(mintBox) };
   } else {
     design = reverse(job.kind);
   }
@@ -457,7 +482,7 @@ export function compose(job: Job, size: number, seed: number, angleOverride?: nu
   const blur = r.next() < 0.35 ? 0 : uni(r, 0.3, 1.1) * (S / 256);
   const noise = uni(r, 0, 7);
   const quality = 70 + Math.floor(r.next() * 26);
-  return { svg, rois, angle, blur, noise, quality };
+  return { svg, rois, glyphs: glyphBoxes, angle, blur, noise, quality };
 }
 
 export async function renderJpeg(rend: Rendered, S: number, seed: number, uid: string): Promise<Buffer> {
@@ -514,6 +539,76 @@ export function checkSplits(meta: Meta[], log: (s: string) => void = console.log
   return ok;
 }
 
+// ---------------------------------------------------------------- render workers
+interface WorkerInit {
+  synthPennies: true; // tells our workers from other code's (this module imported inside someone else's worker)
+  size: number;
+  seed: number;
+  out: string;
+}
+type Task = { i: number; job: Job } | null; // null: no more jobs, exit
+interface Done {
+  i: number;
+  meta: Meta;
+  rois: Rois | null;
+}
+
+/** Composes, rasterises and writes one coin; its metadata entry and (obverse) ROIs. */
+async function renderJob(job: Job, S: number, seed: number, out: string): Promise<Omit<Done, 'i'>> {
+  const rend = compose(job, S, seed);
+  fs.writeFileSync(path.join(out, job.uid), await renderJpeg(rend, S, seed, job.uid));
+  return job.kind === 'obverse'
+    ? { meta: { uid: job.uid, side: 'obverse', angle: rend.angle, year: job.year, mint_mark: job.mint }, rois: rend.rois }
+    : { meta: { uid: job.uid, side: 'reverse', type: job.kind }, rois: null };
+}
+
+function startWorker(init: WorkerInit): Worker {
+  // Node 20 does not carry tsx's loader (--import tsx) into worker threads: the worker imports this file through
+  // tsx's API instead, found from here so that the cwd does not matter.
+  const self = JSON.stringify(import.meta.url);
+  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => m.tsImport(${self}, ${self}))`;
+  return new Worker(boot, { eval: true, workerData: init });
+}
+
+function workerMain(): void {
+  const { size, seed, out } = workerData as WorkerInit;
+  sharp.concurrency(1); // one libvips thread a render: the workers are the parallelism
+  const port = parentPort!;
+  port.on('message', async (t: Task) => {
+    if (!t) return port.close();
+    const done: Done = { i: t.i, ...(await renderJob(t.job, size, seed, out)) };
+    port.postMessage(done);
+  });
+}
+
+/** Renders every job in `conc` workers, one job at a time each; the metadata and ROIs in job order. */
+async function renderAll(jobs: Job[], conc: number, init: WorkerInit): Promise<{ meta: Meta[]; rois: (Rois | null)[] }> {
+  const meta: Meta[] = new Array(jobs.length);
+  const rois: (Rois | null)[] = new Array(jobs.length);
+  let next = 0;
+  let done = 0;
+  const run = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const w = startWorker(init);
+      const feed = (): void => {
+        const t: Task = next < jobs.length ? { i: next, job: jobs[next++] } : null;
+        w.postMessage(t);
+      };
+      w.on('message', (d: Done) => {
+        meta[d.i] = d.meta;
+        rois[d.i] = d.rois;
+        if (++done % 500 === 0 && jobs.length > 500) process.stderr.write(`  ${done}/${jobs.length}\n`);
+        feed();
+      });
+      w.on('error', reject);
+      w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`render worker exited with code ${code}`))));
+      feed();
+    });
+  await Promise.all(Array.from({ length: Math.min(conc, jobs.length) }, run));
+  if (done !== jobs.length) throw new Error(`rendered ${done} of ${jobs.length} images`);
+  return { meta, rois };
+}
+
 // ---------------------------------------------------------------- main
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -526,7 +621,7 @@ async function main(): Promise<void> {
       obverse: { type: 'string', default: '0.6' },
       'year-min': { type: 'string', default: '1909' },
       'year-max': { type: 'string', default: '2024' },
-      concurrency: { type: 'string', default: '4' },
+      concurrency: { type: 'string', default: String(Math.min(os.availableParallelism(), 64)) },
       check: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -534,7 +629,7 @@ async function main(): Promise<void> {
   if (values.help || !values.out) {
     console.log(
       'usage: node --import tsx scripts/synth-pennies.ts --count N --out DIR --seed N [--size 256] [--metadata-dir DIR]\n' +
-        '       [--obverse 0.6] [--year-min 1909] [--year-max 2024] [--concurrency 4] [--check]',
+        '       [--obverse 0.6] [--year-min 1909] [--year-max 2024] [--concurrency N worker threads, default: cores] [--check]',
     );
     process.exit(values.help ? 0 : 2);
   }
@@ -586,29 +681,12 @@ async function main(): Promise<void> {
   const stale = fs.readdirSync(out).filter((n) => /^UID\d+\.jpg$/.test(n) && !jobs.some((j) => j.uid === n));
   if (stale.length) console.warn(`warning: ${stale.length} other UID*.jpg files already in ${out} (not described by the new metadata)`);
 
-  sharp.concurrency(1);
-  const meta: Meta[] = new Array(count);
-  const rois: Record<string, Rois> = {};
-  let next = 0;
-  let done = 0;
-  const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
-      const i = next++;
-      const job = jobs[i];
-      const rend = compose(job, S, seed);
-      fs.writeFileSync(path.join(out, job.uid), await renderJpeg(rend, S, seed, job.uid));
-      if (job.kind === 'obverse') {
-        meta[i] = { uid: job.uid, side: 'obverse', angle: rend.angle, year: job.year, mint_mark: job.mint };
-        rois[job.uid.replace(/\.jpg$/, '')] = rend.rois!;
-      } else {
-        meta[i] = { uid: job.uid, side: 'reverse', type: job.kind };
-      }
-      if (++done % 500 === 0 && count > 500) process.stderr.write(`  ${done}/${count}\n`);
-    }
-  };
-  await Promise.all(Array.from({ length: conc }, worker));
+  if (conc > 4 && !process.env.UV_THREADPOOL_SIZE) console.warn(`note: ${conc} workers share libuv's 4 threads for sharp; set UV_THREADPOOL_SIZE=${conc}`);
+  const { meta, rois } = await renderAll(jobs, conc, { synthPennies: true, size: S, seed, out });
   const roisOrdered: Record<string, Rois> = {};
-  for (const m of meta) if (m.side === 'obverse') roisOrdered[m.uid.replace(/\.jpg$/, '')] = rois[m.uid.replace(/\.jpg$/, '')];
+  meta.forEach((m, i) => {
+    if (rois[i]) roisOrdered[m.uid.replace(/\.jpg$/, '')] = rois[i];
+  });
   fs.writeFileSync(path.join(metaDir, 'metadata.json'), JSON.stringify(meta, null, 1) + '\n');
   fs.writeFileSync(path.join(metaDir, 'roi_coordinates.json'), JSON.stringify(roisOrdered, null, 1) + '\n');
 
@@ -620,7 +698,8 @@ async function main(): Promise<void> {
 }
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (isMain) {
+if (!isMainThread && (workerData as Partial<WorkerInit> | null)?.synthPennies) workerMain();
+else if (isMainThread && isMain) {
   main().catch((e: unknown) => {
     console.error(e instanceof Error ? e.message : e);
     process.exit(1);

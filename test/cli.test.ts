@@ -63,10 +63,21 @@ describe('penny-train CLI', () => {
     ['bad metadata', ['-m', 'side'], (y) => y.replace(/metadata_json_path: .*/g, 'metadata_json_path: data_examples/UID000001.jpg'), /metadata .*UID000001\.jpg is not valid JSON/],
     ['a foreign checkpoint', ['-m', 'side', '--resume', 'config.yaml'], (y) => y, /cannot read checkpoint config\.yaml/],
     ['a bad device', ['-m', 'side', '--device', 'gpu'], (y) => y, /--device "gpu": not a valid device/],
+    ['rotate_relabel on date', ['-m', 'date'], (y) => y.replace(/(date:[\s\S]*?hflip_p: 0\.0\n)/, '$1    rotate_relabel: true\n'),
+      /date\.augment\.rotate_relabel applies to orientation only/],
+    ['an img_size the backbone cannot take', ['-m', 'side'], (y) => y.replace('img_size: [32, 32]', 'img_size: [32, 40]'),
+      /side\.img_size: clip_vit_tiny reads 16x16 patches: height and width must be multiples of 16, got \[32, 40\]/],
+    ['a date sample without an angle under align_roi', ['-m', 'date'], (y) => y
+      .replace(/(date:[\s\S]*?)( {2}output_dir)/, '$1  align_roi: true\n$2')
+      .replace(/(date:[\s\S]*?metadata_json_path: ).*/, '$1no-angle.json'),
+    /no-angle\.json: UID UID\d+\.jpg: no angle, which align_roi needs to read its date_roi upright/],
   ];
   for (const [what, args, edit, message] of bad) {
     it(`exits 2 on ${what}, leaving no output files`, async () => {
       const { cwd, config } = scratchRun(edit);
+      const meta = JSON.parse(fs.readFileSync(path.join(cwd, 'metadata', 'metadata.json'), 'utf8')) as { side: string; angle?: number }[];
+      delete meta.find((m) => m.side === 'obverse')!.angle;
+      fs.writeFileSync(path.join(cwd, 'no-angle.json'), JSON.stringify(meta));
       const r = await runCli([...args, '--data_examples', '--config_file', config], cwd);
       expect(r.code, r.stdout + r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);

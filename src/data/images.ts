@@ -236,9 +236,6 @@ export function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rn
   return { rotation: t.placement.rotation };
 }
 
-/** 2x2 sample points per output pixel, a quarter of a pixel either side of its centre */
-const SUB = [[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]];
-
 function warpInto(d: Decoded, spec: ImageSpec, w: Warp, colour: ColourMatrix, out: Float32Array, offset: number): void {
   const [m0, m1, m2, bias] = colour;
   const scale = [0, 1, 2].map((c) => 1 / (255 * spec.std[c]));
@@ -248,18 +245,36 @@ function warpInto(d: Decoded, spec: ImageSpec, w: Warp, colour: ColourMatrix, ou
   const o0 = offset, o1 = offset + n, o2 = offset + 2 * n;
   const [a0, a1, a2] = m0, [b0, b1, b2] = m1, [c0, c1, c2] = m2;
   const [k0, k1, k2] = scale, [z0, z1, z2] = shift;
+  const { cos, sin } = w;
   const [hw, hh] = w.clamp ?? [Infinity, Infinity];
+  // The view's frame to decoded pixels: x = cx + cos p + sin q, y = cy - sin p + cos q (turned counter-clockwise by
+  // the view's angle, y down), pixel centres at +0.5.
+  const tx = w.cx - 0.5, ty = w.cy - 0.5;
+  // The 2x2 sample points of an output pixel, a quarter of a pixel either side of its centre along u and v.
+  const [ep, eq, fp, fq] = [0.25 * (w.dup + w.dvp), 0.25 * (w.duq + w.dvq), 0.25 * (w.dup - w.dvp), 0.25 * (w.duq - w.dvq)];
+  // the same offsets in decoded pixels, for views read without clamping (the turn is linear)
+  const [ex, ey, fx, fy] = [cos * ep + sin * eq, -sin * ep + cos * eq, cos * fp + sin * fq, -sin * fp + cos * fq];
   const px = new Float64Array(3);   // one output pixel's RGB: the sum of its 2x2 bilinear samples
+  const clamped = (p: number, q: number) => {   // letterbox: held inside the view, so the rest reads its edge
+    p = p < -hw ? -hw : p > hw ? hw : p;
+    q = q < -hh ? -hh : q > hh ? hh : q;
+    bilinear(d, tx + cos * p + sin * q, ty - sin * p + cos * q, px);
+  };
   for (let v = 0; v < H; v++) {
-    for (let u = 0; u < W; u++) {
+    let p = w.p0 + v * w.dvp, q = w.q0 + v * w.dvq;
+    for (let u = 0; u < W; u++, p += w.dup, q += w.duq) {
       px[0] = px[1] = px[2] = 0;
-      for (const [su, sv] of SUB) {
-        let p = w.p0 + (u + su) * w.dup + (v + sv) * w.dvp;
-        let q = w.q0 + (u + su) * w.duq + (v + sv) * w.dvq;
-        p = p < -hw ? -hw : p > hw ? hw : p;
-        q = q < -hh ? -hh : q > hh ? hh : q;
-        // the view's frame turned counter-clockwise by its angle (y down), centre-of-pixel convention
-        bilinear(d, w.cx + w.cos * p + w.sin * q - 0.5, w.cy - w.sin * p + w.cos * q - 0.5, px);
+      if (w.clamp) {
+        clamped(p - ep, q - eq);
+        clamped(p + ep, q + eq);
+        clamped(p - fp, q - fq);
+        clamped(p + fp, q + fq);
+      } else {
+        const x = tx + cos * p + sin * q, y = ty - sin * p + cos * q;
+        bilinear(d, x - ex, y - ey, px);
+        bilinear(d, x + ex, y + ey, px);
+        bilinear(d, x - fx, y - fy, px);
+        bilinear(d, x + fx, y + fy, px);
       }
       const r = px[0] / 4, g = px[1] / 4, b = px[2] / 4;
       const i = v * W + u;

@@ -38,7 +38,13 @@ export const BACKBONES = {
   cnn_small: {
     name: 'cnn_small',
     kind: 'cnn',
-    config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128 },
+    config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'mean' },
+  },
+  /** cnn_small whose last feature map is flattened, not averaged: it keeps where things lie (orientation). */
+  cnn_small_spatial: {
+    name: 'cnn_small_spatial',
+    kind: 'cnn',
+    config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'flatten' },
   },
 } satisfies Record<string, Backbone>;
 

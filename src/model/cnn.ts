@@ -13,6 +13,11 @@ export interface CnnConfig {
   /** output channels of each stride-2 stage */
   channels: number[];
   projection: number;
+  /**
+   * How the last feature map becomes one vector: `mean` over its positions (any input size), or `flatten` (positions
+   * kept, so where a feature lies counts: an orientation is a layout, which the mean throws away; fixed input size).
+   */
+  pool: 'mean' | 'flatten';
 }
 
 export function buildCnn(cfg: CnnConfig, numClasses: number, head?: HeadSpec): Graph {
@@ -26,9 +31,11 @@ export function buildCnn(cfg: CnnConfig, numClasses: number, head?: HeadSpec): G
   };
   stage('stem', cfg.stem, 1);
   cfg.channels.forEach((cout, i) => stage(`features.${i}`, cout, 2));
-  const pooled = g.op('mean', [x], { axes: [2, 3] });
-  const pb = 1 / Math.sqrt(cin);
-  const embeds = g.linear(pooled, 'projection', cin, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');
+  const [h, w] = cfg.imageSize.map((d) => cfg.channels.reduce((n) => Math.floor((n - 1) / 2) + 1, d));   // 3x3, stride 2, pad 1
+  const features = cfg.pool === 'mean' ? cin : cin * h * w;
+  const pooled = cfg.pool === 'mean' ? g.op('mean', [x], { axes: [2, 3] }) : g.op('reshape', [x], { shape: [0, features] });
+  const pb = 1 / Math.sqrt(features);
+  const embeds = g.linear(pooled, 'projection', features, cfg.projection, { weight: { kind: 'uniform', bound: pb }, bias: { kind: 'uniform', bound: pb } }, 'embeds');
   // The head reads the embedding directly, as on CLIP: a ReLU here can go all-zero and freeze the model.
   const { logits, loss } = g.head(embeds, cfg.projection, numClasses, head);
   return g.build([3, ...cfg.imageSize], { embeds, logits }, loss);
