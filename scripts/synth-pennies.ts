@@ -10,15 +10,16 @@
 // uid), so the same seed gives byte-identical files whatever the concurrency. The glyphs that decide labels (year digits
 // and mint mark) are our own stroke paths, never font text, so they look the same on every machine.
 //
-// --concurrency N (default: the available cores) renders in N worker threads, each taking the next job when it is done
-// with one; the main thread only hands out jobs and writes the metadata in job order. librsvg's rasterising is most of
-// the time (~40 of ~60 ms a 256 px coin on one core). sharp runs on libuv's pool, 4 threads unless UV_THREADPOOL_SIZE
-// is set before node starts: past 4 workers, set it too.
+// --concurrency N (default: the available cores) renders in N worker threads, each given a next job as it finishes
+// one; the main thread only hands out jobs and writes the metadata in job order. librsvg's rasterising is most of the
+// time (~40 of ~55 ms a 256 px coin on one core; the JPEG noise ~11): 2 cores make ~35 coins/s. sharp runs on libuv's
+// pool, 4 threads unless UV_THREADPOOL_SIZE is set before node starts: past 4 workers, set it to twice their number.
 //
 // `angle` (obverse) is the counter-clockwise rotation of the coin in the image, degrees in [0, 360): at 0 the bust is
 // upright, at 90 its top points left. date_roi / mint_mark_roi are the axis-aligned bounding boxes (integer pixels,
 // clipped to the image) of the rotated year / mint-mark glyph boxes; 'nomint' coins get the box where a mark would be.
-// compose() also returns those glyph boxes exactly (`glyphs`, for tests): the rotated corners, unpadded.
+// compose() also returns those glyph boxes exactly (`glyphs`, for tests): rotated corners, the stroke's reach but no
+// ROI padding.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -547,6 +548,9 @@ interface WorkerInit {
   out: string;
 }
 type Task = { i: number; job: Job } | null; // null: no more jobs, exit
+// Jobs in flight per worker: one's JS (compose, noise) runs while the other's sharp work is on libuv's pool. With one,
+// the hand-offs between the worker's thread and the pool left a sixth of 2 cores idle (400 coins: 15.1 s, not 12.3 s).
+const IN_FLIGHT = 2;
 interface Done {
   i: number;
   meta: Meta;
@@ -581,7 +585,7 @@ function workerMain(): void {
   });
 }
 
-/** Renders every job in `conc` workers, one job at a time each; the metadata and ROIs in job order. */
+/** Renders every job in `conc` workers, IN_FLIGHT jobs at a time each; the metadata and ROIs in job order. */
 async function renderAll(jobs: Job[], conc: number, init: WorkerInit): Promise<{ meta: Meta[]; rois: (Rois | null)[] }> {
   const meta: Meta[] = new Array(jobs.length);
   const rois: (Rois | null)[] = new Array(jobs.length);
@@ -590,11 +594,15 @@ async function renderAll(jobs: Job[], conc: number, init: WorkerInit): Promise<{
   const run = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const w = startWorker(init);
+      let inFlight = 0;
       const feed = (): void => {
-        const t: Task = next < jobs.length ? { i: next, job: jobs[next++] } : null;
-        w.postMessage(t);
+        if (next < jobs.length) {
+          w.postMessage({ i: next, job: jobs[next++] } satisfies Task);
+          inFlight++;
+        } else if (inFlight === 0) w.postMessage(null satisfies Task);
       };
       w.on('message', (d: Done) => {
+        inFlight--;
         meta[d.i] = d.meta;
         rois[d.i] = d.rois;
         if (++done % 500 === 0 && jobs.length > 500) process.stderr.write(`  ${done}/${jobs.length}\n`);
@@ -602,9 +610,10 @@ async function renderAll(jobs: Job[], conc: number, init: WorkerInit): Promise<{
       });
       w.on('error', reject);
       w.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`render worker exited with code ${code}`))));
-      feed();
+      for (let k = 0; k < IN_FLIGHT; k++) feed();
     });
-  await Promise.all(Array.from({ length: Math.min(conc, jobs.length) }, run));
+  // every worker's first feed finds a job, so none is started idle or told to exit twice
+  await Promise.all(Array.from({ length: Math.min(conc, Math.ceil(jobs.length / IN_FLIGHT)) }, run));
   if (done !== jobs.length) throw new Error(`rendered ${done} of ${jobs.length} images`);
   return { meta, rois };
 }
@@ -681,7 +690,8 @@ async function main(): Promise<void> {
   const stale = fs.readdirSync(out).filter((n) => /^UID\d+\.jpg$/.test(n) && !jobs.some((j) => j.uid === n));
   if (stale.length) console.warn(`warning: ${stale.length} other UID*.jpg files already in ${out} (not described by the new metadata)`);
 
-  if (conc > 4 && !process.env.UV_THREADPOOL_SIZE) console.warn(`note: ${conc} workers share libuv's 4 threads for sharp; set UV_THREADPOOL_SIZE=${conc}`);
+  if (conc > 4 && !process.env.UV_THREADPOOL_SIZE)
+    console.warn(`note: ${conc} workers share libuv's 4 threads for sharp; set UV_THREADPOOL_SIZE=${conc * IN_FLIGHT}`);
   const { meta, rois } = await renderAll(jobs, conc, { synthPennies: true, size: S, seed, out });
   const roisOrdered: Record<string, Rois> = {};
   meta.forEach((m, i) => {

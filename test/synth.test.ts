@@ -1,10 +1,11 @@
-// The synthetic penny generator: its exact glyph boxes against the drawn angle and the ROIs, and byte-identical output
-// whatever the number of render workers.
+// The synthetic penny generator: its exact glyph boxes against the drawn angle, the ROIs and the inked pixels, and
+// byte-identical output whatever the number of render workers.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { compose, type Job, type Quad } from '../scripts/synth-pennies.js';
 
@@ -24,6 +25,17 @@ function reading(q: Quad): [number, number] {
   const dy = q[1][1] - q[0][1];
   const n = Math.hypot(dx, dy);
   return [dx / n, dy / n];
+}
+
+/** Signed distance (px) of a point inside the convex quad (corners clockwise on screen): < 0 outside. */
+function depth(q: Quad, x: number, y: number): number {
+  let d = Infinity;
+  for (let j = 0; j < 4; j++) {
+    const [ax, ay] = q[j];
+    const [bx, by] = q[(j + 1) % 4];
+    d = Math.min(d, ((bx - ax) * (y - ay) - (by - ay) * (x - ax)) / Math.hypot(bx - ax, by - ay));
+  }
+  return d;
 }
 
 describe('synth-pennies glyph boxes', () => {
@@ -74,6 +86,31 @@ describe('synth-pennies glyph boxes', () => {
       }
     }
     expect(compose({ uid: 'UID000001.jpg', kind: 'wheat', year: 0, mint: 'nomint' }, S, 7).glyphs).toBeNull();
+  });
+
+  it('hold every pixel the glyph strokes ink', async () => {
+    for (const [n, angle] of [[1, 0], [2, 90], [3, 37.5], [4, 211.3]]) {
+      const r = compose(obverse(n), S, 7, angle);
+      const coinT = /<g transform="(translate\([^)]*\) rotate\([^)]*\) scale\([^)]*\))">/.exec(r.svg)![1];
+      // date and mint-mark strokes of each of the three relief copies (shadow, highlight, face): the face's are the last
+      const [date, mint] = [...r.svg.matchAll(/<g fill="none" stroke="[^"]*" stroke-width="1.4"[^>]*>(.*?)<\/g>/g)].slice(-2).map((m) => m[1]);
+      for (const [paths, quad] of [[date, r.glyphs!.date], [mint, r.glyphs!.mint]] as const) {
+        const svg =
+          `<svg xmlns="http://www.w3.org/2000/svg" width="${S}" height="${S}"><rect width="${S}" height="${S}"/>` +
+          `<g transform="${coinT}" fill="none" stroke="#fff" stroke-width="1.4" stroke-linecap="round" stroke-linejoin="round">${paths}</g></svg>`;
+        const px = await sharp(Buffer.from(svg)).extractChannel(0).raw().toBuffer();
+        let inked = 0;
+        let worst = Infinity;
+        px.forEach((v, i) => {
+          if (v === 0) return;
+          inked++;
+          worst = Math.min(worst, depth(quad, (i % S) + 0.5, Math.floor(i / S) + 0.5));
+        });
+        expect(inked).toBeGreaterThan(40);
+        // a pixel the antialiasing touches has its centre within half a diagonal of the ink
+        expect(worst).toBeGreaterThan(-Math.SQRT1_2 - 0.05);
+      }
+    }
   });
 });
 
