@@ -118,10 +118,16 @@ export class Tally {
 
 /** The metrics line of the console and log: `Loss: 1.2345, Acc: 0.9000, F1 (Macro): 0.8800[, Angle MAE: 1.23 deg, Acc +-1: 0.99]` */
 export function metricsText(m: Metrics, prefix = ''): string {
-  const parts = [`${prefix}Loss: ${m.loss.toFixed(4)}`, `${prefix}Acc: ${m.acc.toFixed(4)}`, `${prefix}F1 (Macro): ${m.f1Macro.toFixed(4)}`];
+  return [`${prefix}Loss: ${m.loss.toFixed(4)}`, `${prefix}Acc: ${m.acc.toFixed(4)}`, `${prefix}F1 (Macro): ${m.f1Macro.toFixed(4)}`,
+    ...taskMetricsText(m, prefix)].join(', ');
+}
+
+/** The task's own figures as metricsText writes them (none for side and mint). */
+export function taskMetricsText(m: Metrics, prefix = ''): string[] {
+  const parts: string[] = [];
   if (m.angleMae !== undefined) parts.push(`${prefix}Angle MAE: ${m.angleMae.toFixed(2)} deg`);
   if (m.accWithin1 !== undefined) parts.push(`${prefix}Acc +-1: ${m.accWithin1.toFixed(4)}`);
-  return parts.join(', ');
+  return parts;
 }
 
 export function macroF1(truth: readonly number[], pred: readonly number[]): number {

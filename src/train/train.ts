@@ -16,7 +16,7 @@ import { createModel, type PennyModel } from '../model/model.js';
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
 import { RunLog, timestamp } from './log.js';
-import { argmaxRows, metricsText, Tally, type Metrics } from './metrics.js';
+import { argmaxRows, metricsText, taskMetricsText, Tally, type Metrics } from './metrics.js';
 import { resolvePretrained } from './pretrained.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { softTargets } from './targets.js';
@@ -225,7 +225,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     const val = valTally.metrics();
     valMetrics = val;
     const seconds = (performance.now() - started) / 1000;
-    const extra = metricsText({ ...val, loss: NaN, acc: NaN, f1Macro: NaN }, 'Val ').split(', ').slice(3);
+    const extra = taskMetricsText(val, 'Val ');
     log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${tally.loss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
       `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, ${extra.map((e) => `${e}, `).join('')}Duration: ${seconds.toFixed(1)}s`);
     const predicted = valTally.predictedClasses();

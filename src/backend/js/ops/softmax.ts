@@ -45,6 +45,13 @@ function lanes(x: Tensor, axis: number, op: string): { outer: number; n: number;
   return { outer: x.data.length / (n * inner), n, inner };
 }
 
+/** The largest of the lane's n entries, `inner` apart from `base`: the shift that keeps exp() finite. */
+function laneMax(data: Floats, base: number, n: number, inner: number): number {
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) max = Math.max(max, data[base + j * inner]);
+  return max;
+}
+
 export const softmax: Kernel<'softmax', SoftmaxSaved> = {
   forward(inputs, { axis }) {
     const x = required(inputs[0], 'softmax', 'x');
@@ -57,8 +64,7 @@ export const softmax: Kernel<'softmax', SoftmaxSaved> = {
       for (let o = 0; o < outer; o++) {
         for (let i = 0; i < inner; i++) {
           const base = o * n * inner + i;
-          let max = -Infinity;
-          for (let j = 0; j < n; j++) max = Math.max(max, x.data[base + j * inner]);
+          const max = laneMax(x.data, base, n, inner);
           let s = 0;
           for (let j = 0; j < n; j++) {
             const e = Math.exp(x.data[base + j * inner] - max);
@@ -100,8 +106,7 @@ export const logSoftmax: Kernel<'log_softmax', SoftmaxSaved> = {
     for (let o = 0; o < outer; o++) {
       for (let i = 0; i < inner; i++) {
         const base = o * n * inner + i;
-        let max = -Infinity;
-        for (let j = 0; j < n; j++) max = Math.max(max, x.data[base + j * inner]);
+        const max = laneMax(x.data, base, n, inner);
         let s = 0;
         for (let j = 0; j < n; j++) s += Math.exp(x.data[base + j * inner] - max);
         const logS = Math.log(s);
