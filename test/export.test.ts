@@ -261,6 +261,30 @@ describe('int8', () => {
     });
   }
 
+  it('static int8 of a CNN: 7-bit weights by default (no vpmaddubsw saturation), conv ranges taken after their Relu', async () => {
+    const cnn = await createModel({ backbone: 'cnn_small', numClasses: C, imageSize: S, seed: 3, threads: 2 });
+    for (let i = 0; i < 3; i++) await cnn.trainStep(x, shapeOf(N), y, { lr: 2e-3 });
+    const onnx = emitOnnx(cnn.graph, cnn.getParams());
+    const cnnRef = await cnn.predict(x, shapeOf(N));
+    cnn.dispose();
+    const weightMax = (m: ModelProto) => Math.max(...m.graph.initializer.filter((t) => t.dataType === 3 && t.dims.length === 4)
+      .map((t) => new Int8Array(new Uint8Array(t.rawData!).buffer).reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+    const q7 = await quantizeInt8(onnx, { calibration: calibration() });
+    const q8 = await quantizeInt8(onnx, { calibration: calibration(), reduceRange: false });
+    expect(weightMax(q7.model)).toBe(63);
+    expect(weightMax(q8.model)).toBe(127);
+    // every Conv output is read by a Relu, which is what gets quantized: a range from 0 (zero point 0)
+    const quantized = q7.model.graph.node.filter((n) => n.opType === 'QuantizeLinear').map((n) => n.input[0]);
+    const producers = new Map(onnx.graph.node.flatMap((n) => n.output.map((o) => [o, n.opType] as const)));
+    expect(quantized.filter((t) => producers.get(t) === 'Conv')).toEqual([]);
+    expect(quantized.filter((t) => producers.get(t) === 'Relu').length).toBe(6);
+    // onnxruntime folds each Relu into its QuantizeLinear: six integer convs, no float Relu left
+    const kernels = await onnxruntimeOpTypes(encodeModel(q7.model));
+    expect(kernels.QLinearConv).toBe(6);
+    expect(kernels.Relu ?? 0).toBe(0);
+    expect(top1Agreement(await runOnnx(encodeModel(q7.model), x, shapeOf(N)), cnnRef, C)).toBeGreaterThanOrEqual(0.95);
+  });
+
   it('percentile calibration clips the tails that min-max keeps', async () => {
     const scaleOf = (m: ModelProto) => {
       const t = m.graph.initializer.find((i) => i.name === 'input_scale')!;
