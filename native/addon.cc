@@ -6,7 +6,11 @@
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -138,8 +142,61 @@ c10::IValue fromJs(Napi::Env env, const Napi::Value& v, const std::string& where
   return dict;
 }
 
+// The errno's name, for the TypeScript side to tell a full disk (the user's to fix) from a fault.
+const char* errnoName(int e) {
+  switch (e) {
+    case ENOSPC: return "ENOSPC";
+    case EDQUOT: return "EDQUOT";
+    case EFBIG: return "EFBIG";
+    case EROFS: return "EROFS";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case EEXIST: return "EEXIST";
+    case EISDIR: return "EISDIR";
+    case ENOTDIR: return "ENOTDIR";
+    case EIO: return "EIO";
+    default: return "EUNKNOWN";
+  }
+}
+
+// The bytes of a torch file go to a file descriptor of ours. PyTorchStreamWriter's own file writer throws a
+// c10::Error on a short write, and its destructor then writes the end of the archive again and throws once more,
+// out of a destructor: std::terminate, a SIGABRT on a full disk. Here a failed write is remembered, the writer is
+// told every byte went (so it never throws), and the error is raised once the writer is done with.
+class FdSink {
+ public:
+  explicit FdSink(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
+    if (fd_ < 0) fail(errno);
+  }
+  ~FdSink() { if (fd_ >= 0) ::close(fd_); }
+  size_t write(const void* data, size_t n) {
+    auto p = static_cast<const char*>(data);
+    for (size_t done = 0; !err_ && done < n;) {
+      ssize_t w = ::write(fd_, p + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) fail(w < 0 ? errno : ENOSPC);
+      else done += static_cast<size_t>(w);
+    }
+    return n;
+  }
+  // fsync and close, then throw the first error seen (with its errno's name) if there was one
+  void finish() {
+    if (!err_ && ::fsync(fd_) != 0) fail(errno);
+    if (fd_ >= 0 && ::close(fd_) != 0 && !err_) fail(errno);
+    fd_ = -1;
+    if (err_) throw std::runtime_error(path_ + ": " + std::strerror(err_) + " (" + errnoName(err_) + ")");
+  }
+
+ private:
+  void fail(int e) { if (!err_) err_ = e; }
+  std::string path_;
+  int fd_;
+  int err_ = 0;
+};
+
 // writeTorchFile(path, value) -> Promise<void>: a file Python's torch.load(path, weights_only=True) reads.
-// The caller writes to a temporary path and renames (the TypeScript side does that).
+// The caller writes a temporary and renames it (src/util/atomic.ts): whole or not at all.
 Napi::Value WriteTorchFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "writeTorchFile(path, value): path must be a string");
@@ -154,16 +211,19 @@ Napi::Value WriteTorchFile(const Napi::CallbackInfo& info) {
     pickler.protocol();
     pickler.pushIValue(*value);
     pickler.stop();
-    caffe2::serialize::PyTorchStreamWriter writer(path);
-    writer.writeRecord("data.pkl", pickle.data(), pickle.size());
-    writer.writeRecord("byteorder", "little", 6);
-    const auto& tensors = pickler.tensorData();
-    for (size_t i = 0; i < tensors.size(); i++) {
-      auto data = torch::jit::getWriteableTensorData(tensors[i]);
-      writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+    FdSink sink(path);
+    {
+      caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) { return sink.write(b, n); });
+      writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+      writer.writeRecord("byteorder", "little", 6);
+      const auto& tensors = pickler.tensorData();
+      for (size_t i = 0; i < tensors.size(); i++) {
+        auto data = torch::jit::getWriteableTensorData(tensors[i]);
+        writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+      }
+      writer.writeEndOfFile();
     }
-    writer.writeEndOfFile();
-    if (!writer.finalized()) throw std::runtime_error("writing " + path + " failed");
+    sink.finish();
   }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[1]});
 }
 

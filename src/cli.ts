@@ -49,19 +49,15 @@ Outputs (relative to the working directory):
   output/training_logs/<model>_<YYYYMMDD-HHMMSS>.log
   output/label_maps/<model>_label_map.json
 
-Exit status: 0 done, 2 bad usage, config or data, 130 interrupted (Ctrl-C; _last.pt is written first).
+Exit status: 0 done; 1 a fault of penny-train or the machine (a stack trace follows); 2 bad usage, config, data or
+  checkpoint, or an output that cannot be written (disk full, read-only, permission); 130 interrupted by Ctrl-C,
+  143 by SIGTERM (the current step finishes and _last.pt is written first; a second signal quits at once).
 
 Example (the original's sanity run):
   penny-train -m side --epochs 1 --batch_size 8 --device cpu --data_examples`)
     .action(async (o) => {
       if (!o.model_key) program.error("error: required option '-m, --model_key <key>' not specified", { exitCode: 2 });
-      const controller = new AbortController();
-      let interrupts = 0;
-      process.on('SIGINT', () => {
-        if (++interrupts > 1) process.exit(130);
-        console.error('\nInterrupted: finishing the current step and writing the last checkpoint (Ctrl-C again to quit now)');
-        controller.abort();
-      });
+      const controller = stopOnSignals();
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
         dataExamples: o.data_examples, backend: o.backend, threads: o.threads, signal: controller.signal,
@@ -79,9 +75,26 @@ Example (the original's sanity run):
     .action(async (o) => {
       await exportCheckpoint(o.checkpoint, {
         configFile: o.config_file, dataExamples: o.data_examples, device: o.device, backend: o.backend, threads: o.threads,
+        signal: stopOnSignals().signal,
       });
     });
   return program;
+}
+
+/**
+ * SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd, timeout) stop the run the same way: the current step finishes,
+ * _last.pt is written, exit 130 / 143. A second signal quits at once.
+ */
+function stopOnSignals(): AbortController {
+  const controller = new AbortController();
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.on(sig, () => {
+      if (controller.signal.aborted) process.exit(code);
+      console.error(`\n${sig}: finishing the current step and writing the last checkpoint (again to quit now)`);
+      controller.abort(sig);
+    });
+  }
+  return controller;
 }
 
 export async function main(argv = process.argv): Promise<number> {
@@ -95,7 +108,7 @@ export async function main(argv = process.argv): Promise<number> {
     }
     if (e instanceof InterruptedError) {
       console.error(`penny-train: ${e.message}`);
-      return 130;
+      return e.exitCode;
     }
     if (e instanceof UsageError) {
       console.error(`penny-train: ${e.message}`);

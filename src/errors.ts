@@ -21,12 +21,16 @@ export class DataError extends UsageError {
   }
 }
 
-/** Thrown when training is stopped by an AbortSignal (Ctrl-C in the CLI: exit 130). */
+/**
+ * Thrown when training is stopped by an AbortSignal: exit 130 (SIGINT, Ctrl-C) or 143 (SIGTERM: docker stop, systemd,
+ * timeout), the shell's 128 + signal number.
+ */
 export class InterruptedError extends Error {
-  readonly exitCode = 130;
-  constructor(readonly checkpoint?: string) {
+  readonly exitCode: number;
+  constructor(readonly checkpoint?: string, reason?: unknown) {
     super(checkpoint ? `interrupted; state saved to ${checkpoint}` : 'interrupted');
     this.name = 'InterruptedError';
+    this.exitCode = reason === 'SIGTERM' ? 143 : 130;
   }
 }
 

@@ -129,17 +129,20 @@ describe('fp32 export', () => {
 });
 
 describe('writeOnnxAtomic', () => {
-  it('leaves nothing behind when the folder is missing', () => {
+  it('creates a missing folder; where a file blocks the path, says which file and leaves nothing behind', () => {
     const file = path.join(tmp, 'missing', 'x.onnx');
-    expect(() => writeOnnxAtomic(file, encodeModel(fp32))).toThrow(/could not write .*x\.onnx/);
-    expect(fs.existsSync(path.dirname(file))).toBe(false);
+    writeOnnxAtomic(file, encodeModel(fp32));
+    expect(fs.statSync(file).size).toBe(encodeModel(fp32).length);
+    const blocked = path.join(tmp, 'missing', 'x.onnx', 'y.onnx');
+    expect(() => writeOnnxAtomic(blocked, encodeModel(fp32))).toThrow(/cannot write .*x\.onnx\/y\.onnx/);
+    expect(fs.readdirSync(path.join(tmp, 'missing'))).toEqual(['x.onnx']);
   });
 
   it('removes its temporary file when the final rename fails, and never leaves a truncated .onnx', () => {
     const dir = path.join(tmp, 'rename');
     const file = path.join(dir, 'model.onnx');
     fs.mkdirSync(path.join(file, 'occupied'), { recursive: true });   // the target is a non-empty folder
-    expect(() => writeOnnxAtomic(file, encodeModel(fp32))).toThrow(/could not write/);
+    expect(() => writeOnnxAtomic(file, encodeModel(fp32))).toThrow(/cannot write .*model\.onnx/);
     expect(fs.readdirSync(dir)).toEqual(['model.onnx']);
     expect(fs.statSync(file).isDirectory()).toBe(true);
   });
@@ -150,7 +153,7 @@ describe('writeOnnxAtomic', () => {
     const bytes = encodeModel(fp32);
     writeOnnxAtomic(file, bytes);
     expect(fs.statSync(file).size).toBe(bytes.length);
-    expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(fs.readdirSync(tmp).filter((f) => /\.tmp/.test(f))).toEqual([]);
   });
 });
 

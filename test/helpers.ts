@@ -67,9 +67,12 @@ export interface CliRun {
 }
 
 /** Runs the CLI from source in `cwd`; resolves with its exit status and output (`child` is there to signal it). */
-export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Promise<CliRun> & { child: ChildProcess } {
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src', 'cli.ts'), ...args],
-    { cwd, env: { ...process.env, ...env } });
+export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, limits: { fileSizeKb?: number } = {}): Promise<CliRun> & { child: ChildProcess } {
+  const argv = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src', 'cli.ts'), ...args];
+  // a file-size limit (RLIMIT_FSIZE, as `ulimit -f`): writes past it fail with EFBIG, as on a full disk
+  const child = limits.fileSizeKb === undefined
+    ? spawn(process.execPath, argv, { cwd, env: { ...process.env, ...env } })
+    : spawn('bash', ['-c', `ulimit -f ${limits.fileSizeKb}; exec "$0" "$@"`, process.execPath, ...argv], { cwd, env: { ...process.env, ...env } });
   const done = new Promise<CliRun>((resolve) => {
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -69,7 +69,8 @@ function writeMetadata(dir: string, meta: { uid: string }[], rois: Record<string
     if (meta.some((m) => splitOf(m.uid) === split)) continue;
     let i = 0;
     while (splitOf(`fill${i}.jpg`) !== split) i++;
-    fs.copyFileSync(path.join(dir, meta[0].uid), path.join(dir, `fill${i}.jpg`));
+    // one byte after the JPEG's end: the same picture, other bytes (the index refuses one file in two splits)
+    fs.writeFileSync(path.join(dir, `fill${i}.jpg`), Buffer.concat([fs.readFileSync(path.join(dir, meta[0].uid)), Buffer.from([0])]));
     meta.push({ ...meta[0], uid: `fill${i}.jpg` });
     rois[`fill${i}`] = rois[meta[0].uid.replace('.jpg', '')];
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import type { Graph, OutputName } from '../model/graph.js';
+import { UsageError } from '../errors.js';
 import { lowerGraph } from '../model/lower.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from './types.js';
 
@@ -97,22 +98,22 @@ export function writeTorchFile(file: string, value: unknown): Promise<void> {
   return loadAddon().writeTorchFile(file, value);
 }
 
-/** Throws a clear error when `device` cannot be had from this build of LibTorch. */
+/** Throws a UsageError (exit 2) when `device` cannot be had from this build of LibTorch. */
 export function checkDevice(device: string): void {
   if (!/^(cpu|cuda(:\d+)?)$/.test(device)) {
-    throw new TypeError(`device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
+    throw new UsageError(`device must be 'cpu', 'cuda' or 'cuda:N', got '${device}'`);
   }
   if (device === 'cpu') return;
   const info = loadAddon().info();
   const build = libtorchBuild();
   if (build && !build.cuda) {
-    throw new Error(`device '${device}' asked for, but penny-train was built against a CPU-only LibTorch ` +
+    throw new UsageError(`device '${device}' asked for, but penny-train was built against a CPU-only LibTorch ` +
       `(${build.version} from ${build.source}). Rebuild against a CUDA LibTorch: LIBTORCH=/path/to/libtorch npm run build`);
   }
-  if (!info.cudaAvailable) throw new Error(`device '${device}' asked for, but LibTorch ${info.torchVersion} sees no CUDA device`);
+  if (!info.cudaAvailable) throw new UsageError(`device '${device}' asked for, but LibTorch ${info.torchVersion} sees no CUDA device`);
   const index = Number(device.split(':')[1] ?? 0);
   if (index >= info.cudaDeviceCount) {
-    throw new Error(`device '${device}' asked for, but only ${info.cudaDeviceCount} CUDA device(s) are visible`);
+    throw new UsageError(`device '${device}' asked for, but only ${info.cudaDeviceCount} CUDA device(s) are visible`);
   }
 }
 

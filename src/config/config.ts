@@ -65,6 +65,8 @@ export interface TrainingConfig {
   threads: number | null;
   num_workers: number;
   image_cache_mb: number;
+  /** also write _last.pt every this many optimizer steps inside an epoch (0: at epoch ends only) */
+  checkpoint_every_steps: number;
 }
 
 /** A check returns a problem description, or null when the value is good. */
@@ -136,6 +138,7 @@ const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
   threads: nullable(num(1, 1024, { int: true })),
   num_workers: num(0, 64, { int: true }),
   image_cache_mb: num(0, 1e7, { int: true }),
+  checkpoint_every_steps: num(0, 1e9, { int: true }),
 };
 
 function show(v: unknown): string {
@@ -189,7 +192,7 @@ function checkKeys(obj: Record<string, unknown>, schema: Record<string, Check>, 
 function defaultsFor(key: string) {
   const roi = key === 'date' || key === 'mint';
   return {
-    section: { roi_fit: roi ? 'letterbox' : 'crop', align_roi: false, date_head: key === 'date' ? 'factorised' : 'flat', label_smoothing_bins: 0, select_best_by: 'f1_macro' },
+    section: { roi_fit: roi ? 'letterbox' : 'crop', align_roi: false, date_head: key === 'date' ? 'factorised' : 'flat', label_smoothing_bins: 0, select_best_by: 'f1_macro', checkpoint_every_steps: 0 },
     augment: { rotate_relabel: false },
   };
 }
@@ -243,6 +246,24 @@ function taskProblems(s: Record<string, unknown>, key: string, where: string): s
   return out;
 }
 
+/**
+ * YAML aliases share one object, so a few lines can describe a document of billions of values ("billion laughs"):
+ * every walk of it (validation, JSON for a message) would take that long. Counted with a budget before any walk.
+ */
+const MAX_CONFIG_VALUES = 100_000;
+
+/** Values in `v` counted as a walk meets them (shared ones each time), stopping past `limit`. */
+function expandedSize(v: unknown, limit: number): number {
+  let n = 0;
+  const stack = [v];
+  while (stack.length && n <= limit) {
+    const x = stack.pop();
+    n++;
+    if (typeof x === 'object' && x !== null) for (const c of Array.isArray(x) ? x : Object.values(x)) stack.push(c);
+  }
+  return n;
+}
+
 /** Reads `file` and returns section `modelKey`, validated. */
 export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE): TrainingConfig {
   if (!(MODEL_KEYS as readonly string[]).includes(modelKey)) {
@@ -259,6 +280,11 @@ export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE): Traini
     doc = yaml.load(text, { filename: file });
   } catch (e) {
     throw new ConfigError(`config file ${file} is not valid YAML: ${(e as Error).message}`);
+  }
+  const size = expandedSize(doc, MAX_CONFIG_VALUES);
+  if (size > MAX_CONFIG_VALUES) {
+    throw new ConfigError(`config file ${file} expands to more than ${MAX_CONFIG_VALUES} values (YAML aliases referring to aliases?); ` +
+      'a training config has about a hundred');
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
     throw new ConfigError(`config file ${file} must be a mapping with sections ${MODEL_KEYS.join(', ')}`);

@@ -1,5 +1,6 @@
 // The dataset index: metadata + ROIs -> the samples of one model, split by UID hash, validated as a whole before
 // training starts. Every problem found is reported at once (file, UID, field, value).
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -18,10 +19,12 @@ export interface Box {
 }
 
 export interface Sample {
+  /** normalised (see normaliseUid) */
   uid: string;
+  /** the image's real path (symlinks resolved), inside data_root */
   file: string;
   label: number;
-  /** size of the whole image */
+  /** size of the whole image as displayed (EXIF orientation applied) */
   width: number;
   height: number;
   /** the region to decode (date and mint: the ROI padded 5% and clipped); absent: the whole image */
@@ -35,6 +38,8 @@ export interface Sample {
 export type DatasetIndex = Record<Split, Sample[]> & {
   /** align_roi: the upright ROI aspect (width / height) used where a box's bounds do not decide it */
   roiAspect?: number;
+  /** what is odd but harmless (a file listed twice with the same labels, one picture twice in one split): to log */
+  warnings: string[];
 };
 
 const ROI_FIELD: Partial<Record<ModelKey, 'date_roi' | 'mint_mark_roi'>> = { date: 'date_roi', mint: 'mint_mark_roi' };
@@ -64,8 +69,23 @@ function readJson(file: string, what: string): unknown {
 
 const show = (v: unknown) => JSON.stringify(v);
 
-/** Parses metadata (a list of entries, or a dict uid -> entry) into entries; problems are appended. */
-export function parseMetadata(doc: unknown, file: string, model: ModelKey, problems: string[]): Entry[] {
+/**
+ * A uid as the one spelling of its file: a POSIX path relative to data_root, normalised ('./a.jpg', 'd/../a.jpg'
+ * -> 'a.jpg'), so that two spellings of one file are one sample with one split hash. A backslash is part of a name,
+ * never a separator. Returns why not where the uid is absolute, climbs out of data_root or names no file.
+ */
+export function normaliseUid(uid: string): { uid: string } | { why: string } {
+  if (path.posix.isAbsolute(uid)) return { why: 'is an absolute path (a uid is a path relative to data_root)' };
+  const n = path.posix.normalize(uid);
+  if (n === '..' || n.startsWith('../')) return { why: 'leads outside data_root' };
+  if (n === '.' || n.endsWith('/')) return { why: 'names no file' };
+  return { uid: n };
+}
+
+const FIELDS = ['side', 'type', 'angle', 'year', 'mint_mark'] as const;
+
+/** Parses metadata (a list of entries, or a dict uid -> entry) into entries with normalised uids; problems and warnings are appended. */
+export function parseMetadata(doc: unknown, file: string, model: ModelKey, problems: string[], warnings: string[] = []): Entry[] {
   let raw: [string, unknown][];
   if (Array.isArray(doc)) raw = doc.map((e, i) => [`entry #${i}`, e]);
   else if (typeof doc === 'object' && doc !== null) {
@@ -73,7 +93,7 @@ export function parseMetadata(doc: unknown, file: string, model: ModelKey, probl
   } else {
     throw new DataError(`metadata ${file} must be a list of entries or a dict uid -> entry`);
   }
-  const seen = new Set<string>();
+  const seen = new Map<string, { spelling: string; entry: Entry }>();   // normalised uid -> its first valid entry
   const entries: Entry[] = [];
   for (const [where, value] of raw) {
     if (typeof value !== 'object' || value === null) {
@@ -85,27 +105,43 @@ export function parseMetadata(doc: unknown, file: string, model: ModelKey, probl
       problems.push(`${file}: ${where}: missing uid`);
       continue;
     }
-    const uid = e.uid;
-    const bad = (field: string, why: string) => problems.push(`${file}: UID ${uid}: ${field} ${show(e[field])} ${why}`);
-    if (seen.has(uid)) problems.push(`${file}: UID ${uid}: listed more than once`);
-    seen.add(uid);
+    const norm = normaliseUid(e.uid);
+    if ('why' in norm) {
+      problems.push(`${file}: UID ${e.uid}: ${norm.why}`);
+      continue;
+    }
+    const uid = norm.uid;
+    const bad = (field: string, why: string) => problems.push(`${file}: UID ${e.uid}: ${field} ${show(e[field])} ${why}`);
     const before = problems.length;
     if (e.side !== 'obverse' && e.side !== 'reverse') bad('side', 'is not obverse or reverse');
     if (e.type !== undefined && e.type !== null && !(REVERSE_TYPES as readonly unknown[]).includes(e.type)) bad('type', `is not one of ${REVERSE_TYPES.join(', ')}`);
-    if (model === 'side' && e.side === 'reverse' && (e.type === undefined || e.type === null)) problems.push(`${file}: UID ${uid}: a reverse needs a type (${REVERSE_TYPES.join(', ')})`);
+    // a reverse type on an obverse: the side label would silently say obverse, whichever is wrong
+    else if (e.side === 'obverse' && e.type !== undefined && e.type !== null) bad('type', 'is a reverse type, but side is obverse');
+    if (model === 'side' && e.side === 'reverse' && (e.type === undefined || e.type === null)) problems.push(`${file}: UID ${e.uid}: a reverse needs a type (${REVERSE_TYPES.join(', ')})`);
     if (e.angle !== undefined && e.angle !== null && (typeof e.angle !== 'number' || !(e.angle >= 0 && e.angle < 360))) bad('angle', 'is not in [0, 360)');
     if (e.year !== undefined && e.year !== null && (!Number.isInteger(e.year) || (e.year as number) < FIRST_YEAR || (e.year as number) > LAST_YEAR)) bad('year', `is not a year in ${FIRST_YEAR}-${LAST_YEAR}`);
     let mint = e.mint_mark;
     if (mint === 'no_mint') mint = 'nomint';
     if (mint !== undefined && mint !== null && !(MINT_MARKS as readonly unknown[]).includes(mint)) bad('mint_mark', `is not one of ${MINT_MARKS.join(', ')} (or no_mint)`);
     if (problems.length > before) continue;
-    entries.push({
+    const entry: Entry = {
       uid, side: e.side as Entry['side'],
       ...(e.type != null && { type: e.type as Entry['type'] }),
       ...(e.angle != null && { angle: e.angle as number }),
       ...(e.year != null && { year: e.year as number }),
       ...(mint != null && { mint_mark: mint as Entry['mint_mark'] }),
-    });
+    };
+    // One file listed twice would be one picture counted twice; with other labels, one of them is wrong.
+    const first = seen.get(uid);
+    if (first) {
+      const spellings = `${show(first.spelling)} and ${show(e.uid)}`;
+      const differ = FIELDS.filter((f) => first.entry[f] !== entry[f]).map((f) => `${f} ${show(first.entry[f] ?? null)} vs ${show(entry[f] ?? null)}`);
+      if (differ.length) problems.push(`${file}: UID ${uid}: listed as ${spellings} with different ${differ.join(', ')}`);
+      else warnings.push(`${file}: UID ${uid}: listed as ${spellings} with the same labels; indexed once`);
+      continue;
+    }
+    seen.set(uid, { spelling: e.uid, entry });
+    entries.push(entry);
   }
   return entries;
 }
@@ -125,11 +161,21 @@ function alignSample(s: Sample, roi: Box, aspect: number): void {
   s.view = { ...v, cx: v.cx - crop.x, cy: v.cy - crop.y };
 }
 
-/** Builds and validates the index of `cfg.model_type`; throws a DataError listing every problem found. */
+/** Whether `p` is `root` or lies under it (both real, absolute paths). */
+function inside(root: string, p: string): boolean {
+  const rel = path.relative(root, p);
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel);
+}
+
+/**
+ * Builds and validates the index of `cfg.model_type`; throws a DataError listing every problem found. What is odd
+ * but harmless comes back in `warnings`, for the caller to log.
+ */
 export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
   const model = cfg.model_type;
   const problems: string[] = [];
-  const entries = parseMetadata(readJson(cfg.metadata_json_path, 'metadata'), cfg.metadata_json_path, model, problems);
+  const warnings: string[] = [];
+  const entries = parseMetadata(readJson(cfg.metadata_json_path, 'metadata'), cfg.metadata_json_path, model, problems, warnings);
   const roiField = ROI_FIELD[model];
   const rois = roiField ? readJson(cfg.roi_json_path, 'ROI file') as Record<string, Record<string, unknown>> : {};
   if (roiField && (typeof rois !== 'object' || rois === null || Array.isArray(rois))) {
@@ -145,23 +191,38 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
     for (const { e } of noAngle.slice(0, 20)) problems.push(`${cfg.metadata_json_path}: UID ${e.uid}: no angle, which align_roi needs to read its ${roiField} upright`);
     if (noAngle.length > 20) problems.push(`… and ${noAngle.length - 20} more ${model} samples without an angle`);
   }
-  const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<{ s: Sample; split: Split; roi?: Box } | null> => {
-    const file = path.join(cfg.data_root, e.uid);
-    if (!fs.existsSync(file)) {
-      problems.push(`UID ${e.uid}: image ${file} not found`);
+  // Uids cannot name a file outside data_root: normaliseUid refuses '..' and absolute paths, and here a symlink's
+  // target must lie inside it too.
+  const root = fs.existsSync(cfg.data_root) ? fs.realpathSync(cfg.data_root) : path.resolve(cfg.data_root);
+  type Found = { s: Sample; split: Split; roi?: Box; sha256: string };
+  const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<Found | null> => {
+    const named = path.join(cfg.data_root, e.uid);
+    let file: string;
+    try {
+      file = await fs.promises.realpath(named);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problems.push(`UID ${e.uid}: image ${named} ${code === 'ENOENT' ? 'not found' : `cannot be read (${code ?? (err as Error).message})`}`);
       return null;
     }
-    let width = 0, height = 0;
+    if (!inside(root, file)) {
+      problems.push(`UID ${e.uid}: image ${named} resolves to ${file}, outside data_root ${root}`);
+      return null;
+    }
+    let width = 0, height = 0, sha256: string;
     try {
-      const img = sharp(file, { failOn: 'truncated' });
-      ({ width = 0, height = 0 } = await img.metadata());
+      const bytes = await fs.promises.readFile(file);   // read once: hashed for duplicates, then decoded
+      sha256 = createHash('sha256').update(bytes).digest('hex');
+      const img = sharp(bytes, { failOn: 'truncated' });
+      ({ width = 0, height = 0 } = (await img.metadata()).autoOrient);   // as displayed: EXIF orientations 5-8 swap them
       await img.resize(8, 8, { fit: 'fill' }).raw().toBuffer();   // decodes it all (JPEG shrink-on-load keeps it cheap)
     } catch (err) {
-      problems.push(`UID ${e.uid}: image ${file} cannot be decoded (${(err as Error).message})`);
+      problems.push(`UID ${e.uid}: image ${named} cannot be decoded (${(err as Error).message})`);
       return null;
     }
     const s: Sample = { uid: e.uid, file, label, width, height, ...(e.angle !== undefined && { angle: e.angle }) };
     if (roiField) {
+      // ROI boxes are in pixels of the image as displayed (EXIF orientation applied): the frame of width and height.
       const stem = e.uid.replace(/\.[^.]+$/, '');
       const entry = rois[stem] ?? rois[e.uid];
       const roi = parseBox(entry?.[roiField]);
@@ -178,12 +239,22 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
         return null;
       }
       s.crop = padRoi(roi, width, height);
-      return { s, split: splitOf(e.uid), roi };
+      return { s, split: splitOf(e.uid), roi, sha256 };
     }
-    return { s, split: splitOf(e.uid) };
+    return { s, split: splitOf(e.uid), sha256 };
   });
 
-  const index: DatasetIndex = { train: [], val: [], test: [] };
+  // One picture under two uids: in two splits it leaks the test into training; in one split it only counts twice.
+  const byContent = new Map<string, Found[]>();
+  for (const r of samples) if (r) byContent.set(r.sha256, [...(byContent.get(r.sha256) ?? []), r]);
+  for (const same of byContent.values()) {
+    if (same.length < 2) continue;
+    const uids = same.map((r) => `${r.s.uid} (${r.split})`).join(', ');
+    if (same.some((r) => r.split !== same[0].split)) problems.push(`the same image under UIDs ${uids}: one picture in two splits leaks between them`);
+    else warnings.push(`the same image under UIDs ${uids}`);
+  }
+
+  const index: DatasetIndex = { train: [], val: [], test: [], warnings };
   for (const r of samples) if (r) index[r.split].push(r.s);
   if (roiField && cfg.align_roi && !problems.length) {
     const found = samples.filter((r) => r !== null && r.roi);

@@ -81,10 +81,14 @@ function decodePlan(sample: Sample, spec: ImageSpec) {
   return { crop, width: Math.max(1, Math.round(crop.width * s)), height: Math.max(1, Math.round(crop.height * s)) };
 }
 
-/** Decodes the sample's region (its crop, if any) at the size decodePlan gives, with its view in those pixels. */
+/**
+ * Decodes the sample's region (its crop, if any) at the size decodePlan gives, with its view in those pixels. The
+ * image is read as displayed: EXIF orientation is applied first (the constructor's autoOrient, so before extract
+ * whatever the call order), as the sample's size, crop and view are in that frame.
+ */
 export async function decode(sample: Sample, spec: ImageSpec): Promise<Decoded> {
   const plan = decodePlan(sample, spec);
-  let img = sharp(sample.file, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb');
+  let img = sharp(sample.file, { failOn: 'truncated', autoOrient: true }).removeAlpha().toColourspace('srgb');
   if (sample.crop) img = img.extract({ left: plan.crop.x, top: plan.crop.y, width: plan.crop.width, height: plan.crop.height });
   const { data, info } = await img.resize(plan.width, plan.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
   const d: Decoded = { data, width: info.width, height: info.height };

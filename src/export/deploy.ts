@@ -6,7 +6,7 @@ import type { TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
 import { imageSpec, type ImageCache } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
-import { UsageError } from '../errors.js';
+import { InterruptedError, UsageError } from '../errors.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
 import { argmaxRows, macroF1 } from '../train/metrics.js';
@@ -30,6 +30,10 @@ export interface ExportContext {
   log: RunLog;
   /** the run's decoded images (train() passes its own); without one, export decodes what it reads */
   cache?: ImageCache;
+  /** checked between the stages: an abort stops the export with an InterruptedError naming `saved` */
+  signal?: AbortSignal;
+  /** the checkpoint that holds the exported weights (an interrupted export can be redone from it) */
+  saved?: string;
 }
 
 /** INT8 against fp32 on the test split. */
@@ -49,6 +53,7 @@ export interface ExportResult {
 
 export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const { model, cfg, index, labelMap, stamp, log, cache } = ctx;
+  const stopIfAborted = () => { if (ctx.signal?.aborted) throw new InterruptedError(ctx.saved, ctx.signal.reason); };
   const key = cfg.model_type;
   const spec = imageSpec(cfg);
   const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
@@ -76,6 +81,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   if (!(maxAbsDiff <= PARITY_LIMIT)) {
     throw new Error(`ONNX export of ${key} failed its parity check: max |onnxruntime - native| = ${maxAbsDiff} > ${PARITY_LIMIT}; no file written`);
   }
+  stopIfAborted();
   fp32 = withMetadata(fp32, { parity_max_abs_diff: String(maxAbsDiff), parity_images: String(val.labels.length) });
 
   const dir = cfg.output_dir;
@@ -89,6 +95,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const calibration = cfg.quantize_mode === 'static'
     ? (await allBatches(index.train.slice(0, calibrationCount), evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache }))).map((b) => ({ data: b.pixels, shape: b.shape }))
     : undefined;
+  stopIfAborted();
   const { model: q } = await quantizeInt8(fp32, { mode: cfg.quantize_mode, method: cfg.calibration_method, calibration });
   const int8 = withMetadata(q, {
     quantization: cfg.quantize_mode === 'static'
@@ -96,6 +103,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   });
   const int8File = path.join(dir, `${key}_${stamp}_int8.onnx`);
   const int8Bytes = encodeModel(int8);
+  stopIfAborted();
   writeOnnxAtomic(int8File, int8Bytes);
   log.info(`Exported: ${int8File}`);
   const int8VsFp32 = await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache })), model.numClasses, log);

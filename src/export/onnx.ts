@@ -1,10 +1,9 @@
 // fp32 ONNX export: lowers every node of the graph IR (src/model/graph.ts) to ONNX opset 17 ops, the parameters as
 // initializers. The IR carries no shapes, so a small shape inference runs alongside (the batch is the one symbolic dim).
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Floats } from '../backend/types.js';
 import type { Graph, GraphNode, OpAttrs, OpName, OutputName } from '../model/graph.js';
 import type { PennyModel } from '../model/model.js';
+import { writeFileAtomicSync } from '../util/atomic.js';
 import { foldBatchNorms } from './fold.js';
 import {
   attrFloat, attrInt, attrInts, DataType, encodeModel, floatTensor, int64Tensor, tensorValueInfo,
@@ -375,27 +374,7 @@ export function modelToOnnx(model: PennyModel, options: EmitOptions = {}): Model
   return emitOnnx(model.graph, model.getParams(), options);
 }
 
-/**
- * Writes `bytes` to `file` atomically: a temporary file in the same folder, fsync, rename. On any failure the
- * temporary file is removed and the error says which file could not be written; an existing `file` is untouched.
- */
+/** Writes the model to `file` atomically (src/util/atomic.ts: whole or not at all, the error names the file). */
 export function writeOnnxAtomic(file: string, bytes: Uint8Array | ModelProto): void {
-  const data = bytes instanceof Uint8Array ? bytes : encodeModel(bytes);
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'wx', 0o644);
-    let off = 0;
-    while (off < data.length) off += fs.writeSync(fd, data, off, Math.min(data.length - off, 1 << 26));
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) try { fs.closeSync(fd); } catch { /* already failing */ }
-    try { fs.rmSync(tmp, { force: true }); } catch { /* nothing to remove */ }
-    const err = new Error(`penny-train: could not write ${file}: ${(e as Error).message}`, { cause: e });
-    throw err;
-  }
+  writeFileAtomicSync(file, bytes instanceof Uint8Array ? bytes : encodeModel(bytes));
 }

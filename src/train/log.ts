@@ -2,25 +2,37 @@
 // The progress bar is for terminals only and never reaches the log.
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFailure } from '../util/atomic.js';
 
 export class RunLog {
   private barShown = false;
 
   constructor(readonly file: string, private readonly quiet = false) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, '');
+    this.write(() => {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, '');
+    });
+  }
+
+  /** A log line that cannot be written (disk full) stops the run with a WriteError naming the log. */
+  private write(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      throw writeFailure(this.file, e);
+    }
   }
 
   info(line: string): void {
     this.clearBar();
     if (!this.quiet) console.log(line);
-    fs.appendFileSync(this.file, line + '\n');
+    this.write(() => fs.appendFileSync(this.file, line + '\n'));
   }
 
   warn(line: string): void {
     this.clearBar();
     console.warn(line);
-    fs.appendFileSync(this.file, line + '\n');
+    this.write(() => fs.appendFileSync(this.file, line + '\n'));
   }
 
   /** `label 12/40 [#####     ] 34.5 img/s ETA 0:45` (batches done of total), on a terminal only */

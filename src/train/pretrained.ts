@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { getBackbone } from '../model/backbones.js';
+import { writeAtomic } from '../util/atomic.js';
 
 const FILES = ['model.safetensors', 'pytorch_model.bin'];
 
@@ -17,14 +18,7 @@ export function cacheDir(): string {
 async function download(url: string, file: string): Promise<void> {
   const res = await fetch(url, { signal: AbortSignal.timeout(30_000), redirect: 'follow' });
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status} for ${url}`);
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.part-${process.pid}`;
-  try {
-    await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), fs.createWriteStream(tmp));
-    fs.renameSync(tmp, file);
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
+  await writeAtomic(file, (tmp) => pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), fs.createWriteStream(tmp, { flags: 'wx' })));
 }
 
 export interface PretrainedChoice {

@@ -1,8 +1,9 @@
 // train(modelKey, options): the whole run of the original trainer — config, data, model, AdamW with warmup + cosine,
 // per-epoch validation, best/last checkpoints, test on the best weights, label map, log, ONNX export.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nativeInfo } from '../backend/native.js';
+import { checkDevice, nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex } from '../data/dataset.js';
 import { ImageCache, imageSpec } from '../data/images.js';
@@ -10,16 +11,18 @@ import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js
 import { batchCount, batches } from '../data/loader.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
-import { getBackbone } from '../model/backbones.js';
+import { buildBackbone, getBackbone } from '../model/backbones.js';
 import type { HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
-import { loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
+import { checkParamsFit, loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
 import { RunLog, timestamp } from './log.js';
 import { argmaxRows, metricsText, taskMetricsText, Tally, type Metrics } from './metrics.js';
 import { resolvePretrained } from './pretrained.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { softTargets } from './targets.js';
+import { checkTrainingMemory } from './resources.js';
+import { checkWritable, cleanStaleTemps, writeFileAtomicSync } from '../util/atomic.js';
 
 export type { Metrics } from './metrics.js';
 
@@ -34,7 +37,10 @@ export interface TrainOptions {
   dataExamples?: boolean;
   backend?: 'native' | 'js';
   threads?: number;
-  /** stops the run after the current step; _last.pt is written and an InterruptedError thrown */
+  /**
+   * stops the run after the current step; _last.pt is written and an InterruptedError thrown (its exitCode 143 when
+   * the signal's reason is 'SIGTERM', else 130)
+   */
   signal?: AbortSignal;
   onEpoch?: (e: EpochReport) => void | Promise<void>;
   /** no console output (the log file is still written) */
@@ -108,6 +114,29 @@ function headText(cfg: TrainingConfig, projection: number, numClasses: number): 
   return `${linear(decades)} decade + ${linear(10)} unit digit -> ${numClasses} year log-probabilities`;
 }
 
+/** A device the build cannot give is a usage error, found before any data is read. */
+function checkDeviceOf(cfg: TrainingConfig): void {
+  if (!cfg.device) return;
+  if (cfg.backend === 'js' && cfg.device !== 'cpu') throw new UsageError(`device '${cfg.device}': the js backend runs on the cpu only`);
+  if (cfg.backend === 'native') checkDevice(cfg.device);
+}
+
+const CHECKPOINT_DIR = path.join('output', 'checkpoints');
+const OUTPUT_DIRS = (cfg: TrainingConfig) => [CHECKPOINT_DIR, path.join('output', 'training_logs'), path.join('output', 'label_maps'), cfg.output_dir];
+
+/** Every output folder writable before hours of training depend on it; temporaries of dead runs removed. */
+function prepareOutputs(cfg: TrainingConfig): void {
+  for (const dir of OUTPUT_DIRS(cfg)) {
+    checkWritable(dir);
+    cleanStaleTemps(dir);
+  }
+}
+
+/** Throws the InterruptedError of an aborted run (`saved`: the checkpoint that holds its state). */
+function stopIfAborted(signal: AbortSignal | undefined, saved?: string): void {
+  if (signal?.aborted) throw new InterruptedError(saved, signal.reason);
+}
+
 /** The config's model on its device (default: cuda when the native build sees one, else cpu). */
 function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
   return createModel({
@@ -124,13 +153,23 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   const labelMap = labelMapOf(key);
   const numClasses = Object.keys(labelMap).length;
   // Everything the user can get wrong is checked before the first output file is created.
-  const index = await buildIndex(cfg);
+  checkDeviceOf(cfg);
+  const graph = buildBackbone(cfg.backbone, numClasses, cfg.img_size, headOf(cfg));
+  if ((cfg.device ?? 'cpu') === 'cpu') checkTrainingMemory(graph, cfg.batch_size, cfg.img_size);
   const resume = options.resume ? await loadCheckpoint(options.resume) : null;
-  if (resume) checkFits(resume, cfg, numClasses, options.resume!);
+  if (resume) {
+    checkFits(resume, cfg, numClasses, options.resume!);
+    checkParamsFit(options.resume!, resume.params, graph.params);
+  }
+  const index = await buildIndex(cfg);
+  if (resume) checkPosition(resume, index, cfg, options.resume!);
+  stopIfAborted(options.signal);
+  prepareOutputs(cfg);
 
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
+  for (const w of index.warnings) log.warn(`data: ${w}`);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
   if (!resume && !pretrained.weights) {
     log.warn(`WARNING: no pretrained weights for ${cfg.backbone} (${'reason' in pretrained ? pretrained.reason : ''}). ` +
@@ -165,6 +204,15 @@ function checkFits(c: Checkpoint, cfg: TrainingConfig, numClasses: number, file:
   if (head !== JSON.stringify(headOf(cfg))) throw new UsageError(`${file} has a ${c.config?.date_head ?? 'flat'} date head, the config asks for ${cfg.date_head}`);
 }
 
+/** A resume point inside an epoch must lie inside this data's epoch. */
+function checkPosition(c: Checkpoint, index: DatasetIndex, cfg: TrainingConfig, file: string): void {
+  const perEpoch = batchCount(index.train.length, cfg.batch_size);
+  if (c.position.batch >= perEpoch) {
+    throw new UsageError(`${file}: 'rng_state.batch' is ${c.position.batch}, but an epoch of ${cfg.model_type} has ${perEpoch} batches ` +
+      `(${index.train.length} train images at batch_size ${cfg.batch_size}): resume with the data and batch size it was written with`);
+  }
+}
+
 /** select_best_by as a score where higher is better */
 function scoreOf(m: Metrics, by: TrainingConfig['select_best_by']): number {
   return by === 'acc' ? m.acc : by === 'angle_mae' ? -(m.angleMae ?? Infinity) : m.f1Macro;
@@ -183,17 +231,18 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     warmupSteps: cfg.lr_warmup_epochs * stepsPerEpoch, totalSteps: cfg.num_epochs * stepsPerEpoch,
   };
   const cache = new ImageCache(cfg.image_cache_mb);   // every image the run reads, export included, decoded once
-  const ckptDir = path.join('output', 'checkpoints');
-  const last = path.join(ckptDir, `${key}_last.pt`);
-  const best = path.join(ckptDir, `${key}_best.pt`);
+  const last = path.join(CHECKPOINT_DIR, `${key}_last.pt`);
+  const best = path.join(CHECKPOINT_DIR, `${key}_best.pt`);
   let bestValF1 = resume?.bestValF1 ?? -1;
   let bestScore = resume?.bestScore ?? -Infinity;
   let valMetrics = resume?.valMetrics ?? null;
   let collapsed = 0;   // epochs running whose validation predictions were all one class
   let pos: RunPosition = resume?.position ?? { epoch: 0, batch: 0, step: 0 };
+  // ties this run's checkpoints together: a _best.pt another run left here is never taken for this one's
+  const runId = resume?.runId || `${stamp}-${randomBytes(4).toString('hex')}`;
   const save = (file: string, at: RunPosition, progress: unknown = null) => saveCheckpoint(file, model, {
     position: at, schedule, bestValF1, config: cfg, labelMap, backbone: cfg.backbone, numClasses: model.numClasses,
-    pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null,
+    pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null, runId,
   });
   const evalOpts = { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache };
 
@@ -209,7 +258,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       if (options.signal?.aborted) {
         log.clearBar();
         await save(last, pos, tally.toJSON());
-        throw new InterruptedError(last);
+        stopIfAborted(options.signal, last);
       }
       lr = lrAt(pos.step, schedule);
       const targets = cfg.label_smoothing_bins > 0 ? softTargets(key, b.labels, b.angles, model.numClasses, cfg.label_smoothing_bins) : undefined;
@@ -217,6 +266,10 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
       pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
       seen += b.labels.length;
+      // mid-epoch _last.pt: a kill -9 loses at most this many steps (epoch ends are saved below)
+      if (cfg.checkpoint_every_steps && pos.step % cfg.checkpoint_every_steps === 0 && pos.batch < stepsPerEpoch) {
+        await save(last, pos, tally.toJSON());
+      }
       const elapsed = (performance.now() - started) / 1000;
       log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, pos.batch - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
     }
@@ -243,6 +296,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       await save(best, pos);
     }
     await save(last, pos);
+    stopIfAborted(options.signal, last);
     await options.onEpoch?.({
       epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
       valAcc: val.acc, valF1: val.f1Macro, valAngleMae: val.angleMae, valAccWithin1: val.accWithin1, lr, seconds, best: isBest,
@@ -250,16 +304,24 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   }
 
   // Test on the best weights.
-  if (fs.existsSync(best)) model.setParams((await loadCheckpoint(best)).params);
+  stopIfAborted(options.signal, last);
+  const bestState = fs.existsSync(best) ? await loadCheckpoint(best) : null;
+  if (bestState && bestState.runId !== runId) {
+    log.warn(`WARNING: ${best} was written by another run (${bestState.runId || 'one without a run id'}), not this one (${runId}): ` +
+      'testing and exporting this run\'s last weights instead');
+  } else if (bestState) {
+    checkParamsFit(best, bestState.params, model.graph.params);
+    model.setParams(bestState.params);
+  }
   const testTally = await evaluate(model, index.test, evalOpts, key);
   const test = testTally.metrics();
-  log.info(`Test (best weights): ${metricsText(test)} on ${testTally.count} images`);
+  log.info(`Test (${bestState?.runId === runId ? 'best' : 'last'} weights): ${metricsText(test)} on ${testTally.count} images`);
 
   const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
-  fs.mkdirSync(path.dirname(labelFile), { recursive: true });
-  fs.writeFileSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
+  writeFileAtomicSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
 
-  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache });
+  stopIfAborted(options.signal, last);
+  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
   return {
     bestValF1,
     test,
@@ -275,19 +337,23 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
  * Re-exports a checkpoint without training (`penny-train export --checkpoint`): the config names the data used for
  * the parity check, calibration and the INT8 comparison; the checkpoint must fit it.
  */
-export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOptions, 'resume' | 'epochs' | 'signal' | 'onEpoch'> = {}): Promise<ExportResult> {
+export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOptions, 'resume' | 'epochs' | 'onEpoch'> = {}): Promise<ExportResult> {
   const ckpt = await loadCheckpoint(checkpoint);
   const cfg = resolveConfig(ckpt.config?.model_type ?? '', options);
   const labelMap = labelMapOf(cfg.model_type);
   checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  checkDeviceOf(cfg);
   const index = await buildIndex(cfg);
+  for (const dir of OUTPUT_DIRS(cfg).slice(1)) checkWritable(dir);
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
+  for (const w of index.warnings) log.warn(`data: ${w}`);
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
   const model = await modelFor(cfg, ckpt.numClasses);
   try {
+    checkParamsFit(checkpoint, ckpt.params, model.graph.params);
     model.setParams(ckpt.params);
-    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log });
+    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log, signal: options.signal, saved: checkpoint });
   } finally {
     model.dispose();
   }
