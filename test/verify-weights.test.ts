@@ -93,6 +93,31 @@ describe('checkpoints', () => {
       '\\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is corrupt$'));
   });
 
+  it('a byte flipped anywhere: refused, or (zip padding, unread header fields) the same weights and state; never wrong weights', async () => {
+    const ref = await loadCheckpoint(good);
+    let refused = 0, harmless = 0;
+    const TRIALS = 120;
+    for (let i = 0; i < TRIALS; i++) {
+      const bytes = Buffer.from(goodBytes);
+      const at = Math.floor(((i + 0.5) / TRIALS) * bytes.length + ((i * 7919) % 997)) % bytes.length;   // spread over the file
+      bytes[at] ^= 1 << (i % 8);
+      const f = writeCopy(`fuzz/${i}.pt`, bytes);
+      const got = await loadCheckpoint(f).catch((e: unknown) => e);
+      if (got instanceof UsageError) {
+        expect(got.message).toContain(f);
+        refused++;
+        continue;
+      }
+      expect(got, `flip at byte ${at} of ${bytes.length}: neither refused nor a checkpoint`).not.toBeInstanceOf(Error);
+      const c = got as Awaited<ReturnType<typeof loadCheckpoint>>;
+      for (const [name, t] of Object.entries(ref.params)) expect(Buffer.from(c.params[name].buffer).equals(Buffer.from(t.buffer)), `${name}, flip at ${at}`).toBe(true);
+      expect(c.position).toEqual(ref.position);
+      harmless++;
+    }
+    expect(refused + harmless).toBe(TRIALS);
+    expect(refused).toBeGreaterThanOrEqual(TRIALS * 0.9);
+  });
+
   it('rejects a truncated checkpoint, at any length', async () => {
     for (const keep of [0.6, 0.999]) {
       const bad = writeCopy(`ckpt/cut-${keep}.pt`, goodBytes.subarray(0, Math.floor(goodBytes.length * keep)));
