@@ -84,7 +84,7 @@ Thread& Thread::instance() {
 
 }  // namespace
 
-void post(std::function<void()> job) { Thread::instance().post(std::move(job)); }
+bool post(std::function<void()> job) { return Thread::instance().post(std::move(job)); }
 
 void waitForRunning() { Thread::instance().waitForRunning(); }
 

@@ -10,8 +10,9 @@
 
 namespace penny::compute {
 
-// Queues `job` on the compute thread and returns at once; jobs run one at a time, in order. Dropped after shutdown().
-void post(std::function<void()> job);
+// Queues `job` on the compute thread and returns at once; jobs run one at a time, in order. After shutdown() the job
+// is not queued and post returns false: the caller must settle whatever waits for it.
+bool post(std::function<void()> job);
 
 // Waits until the job running now, if any, has finished (not the queued ones). Not on the compute thread.
 void waitForRunning();

@@ -85,4 +85,18 @@ std::string errorMessage(const std::exception& e) {
   return e.what();
 }
 
+ErrorKind errorKind(const std::exception& e) {
+  if (dynamic_cast<const c10::TypeError*>(&e) || dynamic_cast<const std::invalid_argument*>(&e)) return ErrorKind::Type;
+  if (dynamic_cast<const c10::IndexError*>(&e) || dynamic_cast<const std::out_of_range*>(&e)) return ErrorKind::Range;
+  return ErrorKind::Native;
+}
+
+Napi::Error jsError(Napi::Env env, ErrorKind kind, const std::string& message) {
+  if (kind == ErrorKind::Type) return Napi::TypeError::New(env, message);
+  if (kind == ErrorKind::Range) return Napi::RangeError::New(env, message);
+  auto e = Napi::Error::New(env, message);
+  e.Set("name", Napi::String::New(env, "NativeError"));
+  return e;
+}
+
 }  // namespace penny

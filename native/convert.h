@@ -24,14 +24,22 @@ const char* dtypeName(at::ScalarType t);
 // LibTorch's message without its C++ backtrace.
 std::string errorMessage(const std::exception& e);
 
+// What a C++ exception becomes in JS, so that a rejection keeps its kind: a bad argument (std::invalid_argument,
+// c10::TypeError) a TypeError, a value out of range (std::out_of_range, c10::IndexError) a RangeError, anything else
+// (LibTorch's c10::Error, a failed write) an Error named 'NativeError' carrying LibTorch's message.
+enum class ErrorKind { Type, Range, Native };
+ErrorKind errorKind(const std::exception& e);
+Napi::Error jsError(Napi::Env env, ErrorKind kind, const std::string& message);
+inline Napi::Error jsError(Napi::Env env, const std::exception& e) { return jsError(env, errorKind(e), errorMessage(e)); }
+
 }  // namespace penny
 
-// Runs `body`; any c10::Error / std::exception becomes a JS Error carrying its message.
+// Runs `body`; any c10::Error / std::exception becomes the JS error of its kind (jsError), carrying its message.
 #define PENNY_TRY(env, body)                                                  \
   try {                                                                       \
     body                                                                      \
   } catch (const Napi::Error&) {                                              \
     throw;                                                                    \
   } catch (const std::exception& e) {                                         \
-    throw Napi::Error::New(env, ::penny::errorMessage(e));                    \
+    throw ::penny::jsError(env, e);                                           \
   }

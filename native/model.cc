@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <cmath>
+
 #include "compute.h"
 #include "convert.h"
 #include "task.h"
@@ -374,9 +376,14 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   for (uint32_t k = 0; k < keys.Length(); k++) {
     std::string name = keys.Get(k).ToString();
     int i = paramIndex(env, name);
+    if (!in.Get(name).IsObject()) throw Napi::TypeError::New(env, "setOptimizerState: state['" + name + "'] must be an object");
     auto e = in.Get(name).As<Napi::Object>();
     const auto& p = c.params[i];
-    entries.push_back({i, static_cast<int64_t>(e.Get("step").ToNumber().Int64Value()),
+    double step = e.Get("step").IsNumber() ? e.Get("step").As<Napi::Number>().DoubleValue() : -1;
+    if (!(step >= 0 && step <= 9.0e15 && step == std::floor(step))) {
+      throw Napi::RangeError::New(env, "setOptimizerState: state['" + name + "'].step must be an integer >= 0");
+    }
+    entries.push_back({i, static_cast<int64_t>(step),
                        source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
                        source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)});
   }
@@ -401,10 +408,13 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
 // already queued on this model have run).
 void Model::Dispose(const Napi::CallbackInfo& info) {
   auto& c = *core_;
-  compute::run([&] {
-    c.optimizer.reset();
-    c.params.clear();
-  });
+  // after shutdown run() throws ("the process is exiting"): a JS error, not std::terminate
+  PENNY_TRY(info.Env(), {
+    compute::run([&] {
+      c.optimizer.reset();
+      c.params.clear();
+    });
+  })
   c.disposed = true;
 }
 

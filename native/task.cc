@@ -61,7 +61,7 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const std::vector<N
   auto* t = new Task(env, std::move(work), std::move(done), keepAlive, link);
   auto promise = t->deferred_.Promise();
   if (link->pending++ == 0) napi_ref_threadsafe_function(env, link->tsfn);
-  compute::post([t, link] {
+  bool queued = compute::post([t, link] {
     {
       std::lock_guard<std::mutex> lock(link->mu);
       if (!link->alive) return;   // the environment is gone: so are the task's promise and references; leave it
@@ -70,12 +70,20 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const std::vector<N
       t->work_();
     } catch (const std::exception& e) {
       t->error_ = errorMessage(e);
+      t->errorKind_ = errorKind(e);
       t->failed_ = true;
     }
     std::lock_guard<std::mutex> lock(link->mu);
     // The queue is unbounded: this never blocks.
     if (link->alive) napi_call_threadsafe_function(link->tsfn, t, napi_tsfn_nonblocking);
   });
+  if (!queued) {   // after shutdown: a promise nothing would ever settle
+    t->failed_ = true;
+    t->error_ = "penny-native: the process is exiting; no more work is taken";
+    t->settle(env);
+    delete t;
+    if (--link->pending == 0) napi_unref_threadsafe_function(env, link->tsfn);
+  }
   return promise;
 }
 
@@ -94,14 +102,14 @@ void Task::Settle(napi_env rawEnv, napi_value, void*, void* data) {
 }
 
 void Task::settle(Napi::Env env) {
-  if (failed_) return deferred_.Reject(Napi::Error::New(env, error_).Value());
+  if (failed_) return deferred_.Reject(jsError(env, errorKind_, error_).Value());
   Napi::Value result;
   try {
     result = done_(env);
   } catch (const Napi::Error& e) {
     return deferred_.Reject(e.Value());
   } catch (const std::exception& e) {
-    return deferred_.Reject(Napi::Error::New(env, errorMessage(e)).Value());
+    return deferred_.Reject(jsError(env, e).Value());
   }
   deferred_.Resolve(result);
 }

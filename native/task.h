@@ -1,5 +1,6 @@
 // One async N-API call: `work` runs on the compute thread (compute.h; no JS access there), `done` builds the JS
-// result on the main thread. Errors thrown by either reject the promise with LibTorch's message.
+// result on the main thread. Errors thrown by either reject the promise with the JS error of their kind (jsError);
+// a call once the process is exiting rejects at once.
 #pragma once
 #include <napi.h>
 
@@ -7,6 +8,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "convert.h"
 
 namespace penny {
 
@@ -35,6 +38,7 @@ class Task {
   std::vector<Napi::ObjectReference> refs_;
   std::shared_ptr<Link> link_;
   bool failed_ = false;
+  ErrorKind errorKind_ = ErrorKind::Native;
   std::string error_;
 };
 

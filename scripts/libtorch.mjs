@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Finds (or fetches) the LibTorch that the native addon builds against, in the order DESIGN.md gives:
+// Finds (or fetches) the LibTorch that the native addon builds against, in this order:
 //   1. $LIBTORCH            a libtorch folder, or a Torch cmake prefix (…/share/cmake)
 //   2. ./libtorch/          already unpacked in the project
 //   3. a Python's torch     `torch.utils.cmake_prefix_path` of python3 on PATH

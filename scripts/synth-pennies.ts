@@ -1,5 +1,5 @@
 // Synthetic US one-cent generator: writes JPEG pennies plus metadata.json / roi_coordinates.json in the dataset format
-// of DESIGN.md ("Data").
+// penny-train reads (ARCHITECTURE.md, "Data").
 //
 //   node --import tsx scripts/synth-pennies.ts --count 5000 --out DIR --seed N [--size 256] [--metadata-dir DIR]
 //        [--obverse 0.6] [--year-min 1909] [--year-max 2024] [--concurrency N]
@@ -498,7 +498,7 @@ export async function renderJpeg(rend: Rendered, S: number, seed: number, uid: s
   return sharp(data, { raw: { width: S, height: S, channels: 3 } }).jpeg({ quality: rend.quality }).toBuffer();
 }
 
-// ---------------------------------------------------------------- split check (DESIGN.md "Data")
+// ---------------------------------------------------------------- split check (src/data/split.ts)
 export function splitOf(uid: string): 'train' | 'val' | 'test' {
   const h = (s: string): bigint => BigInt('0x' + createHash('sha256').update(s).digest('hex'));
   if (h(uid) % 100n < 80n) return 'train';
@@ -700,7 +700,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(metaDir, 'metadata.json'), JSON.stringify(meta, null, 1) + '\n');
   fs.writeFileSync(path.join(metaDir, 'roi_coordinates.json'), JSON.stringify(roisOrdered, null, 1) + '\n');
 
-  console.log('split counts (sha256(uid) split, DESIGN.md):');
+  console.log('split counts (sha256(uid) split, src/data/split.ts):');
   const ok = checkSplits(meta);
   const secs = (performance.now() - t0) / 1000;
   console.log(`synth-pennies: ${count} images (${nObv} obverse, ${count - nObv} reverse) ${S}x${S} -> ${out} (metadata in ${metaDir}) in ${secs.toFixed(1)} s`);

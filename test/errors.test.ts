@@ -1,4 +1,6 @@
-// Bad input from JS is a TypeError naming the argument; LibTorch's own errors arrive as JS Errors with its message.
+// Bad input from JS is a TypeError (a RangeError for values out of range) naming the argument; LibTorch's own errors
+// arrive as Errors named NativeError with its message.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +53,8 @@ describe('errors', () => {
     const m = await createModelFromGraph(g.build([3, 2, 2], { embeds: flat, logits }), 2);
     await expect(m.predict(new Float32Array(12), [1, 3, 2, 2])).rejects.toThrow(/mat1 and mat2 shapes cannot be multiplied \(1x12 and 7x2\)/);
     await expect(m.trainStep(new Float32Array(12), [1, 3, 2, 2], new Int32Array([1]), { lr: 1 })).rejects.toThrow(/mat1 and mat2 shapes/);
+    // the rejection says where it came from: LibTorch, not the caller's arguments
+    await expect(m.predict(new Float32Array(12), [1, 3, 2, 2])).rejects.toMatchObject({ name: 'NativeError' });
     const ok = await tiny();
     expect((await ok.predict(px(), [2, 3, 32, 32])).length).toBe(6);
   });
@@ -60,6 +64,36 @@ describe('errors', () => {
     if (!loadAddon().info().cudaAvailable) {
       await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, device: 'cuda' })).rejects.toThrow(/device 'cuda' asked for, but .*(CPU-only LibTorch|sees no CUDA device)/);
     }
+  });
+
+  it('refuses an optimizer state whose step is not a count (RangeError) or whose entry is not an object (TypeError)', async () => {
+    const m = await tiny();
+    await m.trainStep(px(), [2, 3, 32, 32], new Int32Array([0, 1]), { lr: 1e-3 });
+    const { optimizer } = m.getState();
+    const [name, s] = Object.entries(optimizer)[0];
+    for (const step of [-1, 1.5, NaN, '3']) {
+      expect(() => m.setState({ params: m.getParams(), optimizer: { [name]: { ...s, step: step as number } } })).toThrow(RangeError);
+    }
+    expect(() => m.setState({ params: m.getParams(), optimizer: { [name]: 7 as never } })).toThrow(TypeError);
+    m.dispose();
+  });
+
+  it('after the compute thread has shut down, a call rejects at once and dispose throws, instead of a hang or an abort', () => {
+    const script = `
+      import { createModel } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))};
+      import { loadAddon } from ${JSON.stringify(path.join(ROOT, 'src/backend/native.ts'))};
+      const m = await createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 32, threads: 1 });
+      loadAddon().shutdown();
+      const timer = setTimeout(() => { console.log('HUNG'); process.exit(3); }, 10000);
+      const r = await m.predict(new Float32Array(3 * 32 * 32), [1, 3, 32, 32]).then(() => 'resolved', (e) => e.message);
+      clearTimeout(timer);
+      let d = 'no error';
+      try { m.dispose(); } catch (e) { d = e.message; }
+      console.log(JSON.stringify({ r, d }));`;
+    const out = execFileSync(process.execPath, ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script], { encoding: 'utf8', cwd: ROOT });
+    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({
+      r: 'penny-native: the process is exiting; no more work is taken', d: 'the process is exiting',
+    });
   });
 
   it('refuses a disposed model, an unknown backbone and bad options', async () => {

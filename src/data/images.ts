@@ -1,13 +1,3 @@
-// Image pipeline. sharp decodes each sample once — its ROI crop, resized so that the shorter side is twice the
-// model's input size — and a run keeps those pixels in memory (ImageCache). Every epoch's train augmentation then
-// runs in JS over them, as one pass per output pixel: an inverse affine warp (rotation, random resized crop, flip)
-// that averages 2x2 bilinear samples per output pixel, then colour jitter and normalisation as one affine colour map;
-// Gaussian blur on the result. Sampling from twice the resolution keeps the coins' pixel-wide relief: one bilinear
-// sample at the output resolution halves it at half-pixel offsets, and the side model then took ~10 more epochs to
-// leave the class prior.
-// Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
-// cores and left training pipeline-bound; this pass costs ~1 ms on the main thread, while the step computes.
-// The eval transform (resize + centre crop) is the same warp over the whole centred square, with no draws.
 // Image pipeline. sharp decodes each sample once — its region (the whole image, or a date/mint ROI's bounds),
 // resized so that what the model sees of it comes out at twice the model's input resolution — and a run keeps
 // those pixels in memory (ImageCache). Every epoch's train augmentation then runs in JS over them, as one pass per
@@ -166,7 +156,7 @@ function viewOf(d: Decoded): View {
 }
 
 /**
- * The seeded train draws of DESIGN.md, in a fixed order: rotation, random resized crop (area fraction crop_scale, the
+ * The seeded train draws, in a fixed order: rotation, random resized crop (area fraction crop_scale, the
  * output's aspect, anywhere inside the view), brightness, saturation, hue, contrast, blur (probability, sigma), flip.
  */
 function drawTrain(d: Decoded, spec: ImageSpec, aug: Augment, rng: Rng): { placement: Placement; colour: ColourMatrix; sigma: number } {

@@ -342,7 +342,7 @@ function lowerNode(n: GraphNode, b: OnnxBuilder, value: (v: string) => string, o
   }
 }
 
-/** The metadata_props DESIGN.md names, as strings. */
+/** The metadata_props every exported model carries (README, Export), as strings. */
 export interface PennyMetadata {
   labelMap: Record<string, number> | string[] | Record<string, string>;
   modelType: string;
