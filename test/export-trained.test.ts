@@ -10,7 +10,7 @@ import { metadataOf, readModel, runOnnx, top1Agreement } from '../src/export/ind
 import { createModel } from '../src/model/model.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { train } from '../src/train/train.js';
-import { maxAbsDiff, scratchRun } from './helpers.js';
+import { argmax, maxAbsDiff, scratchRun } from './helpers.js';
 
 const home = process.cwd();
 afterAll(() => process.chdir(home));
@@ -39,8 +39,27 @@ describe('exported models of a trained clip_vit_tiny', () => {
       }
       expect(maxAbsDiff(fp32, native)).toBeLessThan(1e-4);
       expect(top1Agreement(int8, fp32, 5)).toBeGreaterThanOrEqual(0.95);
+      // what train() reports is what these files do on the test split
+      const labels = test.map((t) => t.label);
+      const accOf = (logits: number[]) => labels.filter((l, i) => argmax(logits, i * 5, 5) === l).length / labels.length;
+      expect(r.int8VsFp32).toMatchObject({ images: labels.length, top1Agreement: top1Agreement(int8, fp32, 5) });
+      expect(r.int8VsFp32!.fp32.acc).toBeCloseTo(accOf(fp32), 10);
+      expect(r.int8VsFp32!.int8.acc).toBeCloseTo(accOf(int8), 10);
       expect(fs.statSync(r.onnx.int8!).size).toBeLessThan(0.5 * fs.statSync(r.onnx.fp32!).size);
       expect(path.basename(r.onnx.int8!)).toBe(path.basename(r.onnx.fp32!).replace('_fp32', '_int8'));
     });
   }
+
+  it("orientation: the int8 comparison carries each model's angle MAE and within-1-bin accuracy", async () => {
+    const { cwd, config } = scratchRun((y) => y.replace(/num_epochs: \d+/g, 'num_epochs: 1'));
+    process.chdir(cwd);
+    const r = await train('orientation', { configFile: config, dataExamples: true, batchSize: 16, quiet: true });
+    for (const m of [r.int8VsFp32!.fp32, r.int8VsFp32!.int8]) {
+      expect(m.angleMae).toBeGreaterThanOrEqual(0);
+      expect(m.angleMae).toBeLessThanOrEqual(180);
+      expect(m.accWithin1).toBeGreaterThanOrEqual(m.acc);
+    }
+    expect(r.int8VsFp32!.fp32.angleMae).toBeCloseTo(r.test.angleMae!, 10);   // fp32 ONNX = the native model tested
+    expect(fs.readFileSync(r.log, 'utf8')).toMatch(/INT8 vs fp32 on \d+ test images: acc [\d.]+ vs [\d.]+, F1 \(Macro\) [\d.]+ vs [\d.]+, Angle MAE [\d.]+ vs [\d.]+ deg, Acc \+-1 [\d.]+ vs [\d.]+, top-1 agreement/);
+  });
 });

@@ -124,7 +124,7 @@ export async function runLearning(ctx: BenchContext): Promise<PartResult> {
       const q = r.int8VsFp32;
       rows.push([run.name, counts, String(section.num_epochs), minutes.toFixed(1), pct(r.test.acc),
         r.test.angleMae === undefined ? '' : r.test.angleMae.toFixed(2), pct(r.test.accWithin1),
-        q ? `${pct(q.int8.acc)} / ${pct(q.top1Agreement)}` : '', verdict(run, r, minutes)]);
+        q ? `${pct(q.int8.acc)} / ${pct(q.top1Agreement)}${q.int8.angleMae === undefined ? '' : ` (MAE ${q.int8.angleMae.toFixed(2)})`}` : '', verdict(run, r, minutes)]);
       results.push({ run: run.name, model: run.model, images, splits: counts, epochs: section.num_epochs, imgSize: section.img_size, edit: run.edit ?? {}, why: run.why, minutes, test: r.test, int8VsFp32: q, bestValF1: r.bestValF1 });
     }
   } finally {
