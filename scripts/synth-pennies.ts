@@ -20,7 +20,6 @@
 // clipped to the image) of the rotated year / mint-mark glyph boxes; 'nomint' coins get the box where a mark would be.
 // compose() also returns those glyph boxes exactly (`glyphs`, for tests): rotated corners, the stroke's reach but no
 // ROI padding.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,13 +27,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import sharp from 'sharp';
+import { MINT_MARKS, type REVERSE_TYPES } from '../src/data/labels.js';
+import { splitOf } from '../src/data/split.js';
 import { Rng, hashSeed } from '../src/util/rng.js';
 
 type Side = 'obverse' | 'reverse';
-type ReverseType = 'wheat' | 'memorial' | 'bicentennial' | 'shield';
-type Mint = 'D' | 'S' | 'P' | 'nomint';
-const REVERSE_TYPES: ReverseType[] = ['wheat', 'memorial', 'bicentennial', 'shield'];
-const MINTS: Mint[] = ['D', 'S', 'P', 'nomint'];
+type ReverseType = (typeof REVERSE_TYPES)[number];
+type Mint = (typeof MINT_MARKS)[number];
+/** the order reverses are dealt to the images (not the label order: changing it would change every generated set) */
+const DESIGN_CYCLE: ReverseType[] = ['wheat', 'memorial', 'bicentennial', 'shield'];
+const MINTS: readonly Mint[] = MINT_MARKS;
 
 interface Meta {
   uid: string;
@@ -498,12 +500,7 @@ export async function renderJpeg(rend: Rendered, S: number, seed: number, uid: s
   return sharp(data, { raw: { width: S, height: S, channels: 3 } }).jpeg({ quality: rend.quality }).toBuffer();
 }
 
-// ---------------------------------------------------------------- split check (src/data/split.ts)
-export function splitOf(uid: string): 'train' | 'val' | 'test' {
-  const h = (s: string): bigint => BigInt('0x' + createHash('sha256').update(s).digest('hex'));
-  if (h(uid) % 100n < 80n) return 'train';
-  return h(uid + '_val_test_split_salt') % 2n === 0n ? 'val' : 'test';
-}
+// ---------------------------------------------------------------- split check (src/data/split.ts's splitOf)
 
 /** Prints per-model split counts; returns false when a split is empty or a side/mint class is missing from train. */
 export function checkSplits(meta: Meta[], log: (s: string) => void = console.log): boolean {
@@ -527,7 +524,7 @@ export function checkSplits(meta: Meta[], log: (s: string) => void = console.log
     }
     const notes: string[] = [];
     for (const s of ['train', 'val', 'test'] as const) if (n[s] === 0) notes.push(`EMPTY ${s}`);
-    const need = name === 'side' ? ['obverse', ...REVERSE_TYPES] : name === 'mint' ? MINTS : [];
+    const need = name === 'side' ? ['obverse', ...DESIGN_CYCLE] : name === 'mint' ? MINTS : [];
     const missing = need.filter((c) => !trainClasses.has(c));
     if (missing.length) notes.push(`missing in train: ${missing.join(',')}`);
     if (notes.length) ok = false;
@@ -670,7 +667,7 @@ async function main(): Promise<void> {
   const master = new Rng(hashSeed(seed, 'classes'));
   const nObv = Math.round(count * obvFrac);
   const kinds: Job['kind'][] = [];
-  for (let i = 0; i < count; i++) kinds.push(i < nObv ? 'obverse' : REVERSE_TYPES[(i - nObv) % 4]);
+  for (let i = 0; i < count; i++) kinds.push(i < nObv ? 'obverse' : DESIGN_CYCLE[(i - nObv) % 4]);
   shuffle(master, kinds);
   const mints = shuffle(master, Array.from({ length: nObv }, (_, i) => MINTS[i % 4]));
   const span = yMax - yMin + 1;

@@ -33,11 +33,7 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-export function argmax(row: ArrayLike<number>, offset: number, n: number): number {
-  let best = 0;
-  for (let j = 1; j < n; j++) if (row[offset + j] > row[offset + best]) best = j;
-  return best;
-}
+export { argmaxRow as argmax } from '../src/train/metrics.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -15,12 +15,12 @@
 //  - the batch is fixed (default 1: the sensor runs one frame at a time): the Shape/Concat/Expand that broadcast the
 //    class token to the batch becomes the constant itself, and Reshapes of constants are folded.
 //  - Pow(x, 2) -> Mul(x, x).
-import type { Graph } from '../model/graph.js';
+import { numel, type Graph } from '../model/graph.js';
 import { lowerGraph } from '../model/lower.js';
 import { inferShapes } from './onnx.js';
 import {
-  attrInts, cloneModel, DataType, floatTensor, getAttr, numelOf, opHistogram, pruneDeadNodes, tensorFloats,
-  tensorInts, type ModelProto, type NodeProto, type TensorProto,
+  attrInts, cloneModel, DataType, floatTensor, getAttr, opHistogram, pruneDeadNodes, tensorFloats,
+  tensorInts, uniqueName, type ModelProto, type NodeProto, type TensorProto,
 } from './onnx-proto.js';
 
 /** The IMX500's on-sensor memory for the network, bytes (8 MB). */
@@ -60,10 +60,7 @@ class Rewriter {
   }
 
   name(base: string): string {
-    let n = base;
-    for (let i = 1; this.taken.has(n); i++) n = `${base}_${i}`;
-    this.taken.add(n);
-    return n;
+    return uniqueName(base, this.taken);
   }
 
   node(opType: string, input: string[], output: string | null, base: string, attribute: NodeProto['attribute'] = []): string {
@@ -82,7 +79,7 @@ class Rewriter {
 
   constFloat(name: string): number | undefined {
     const t = this.init.get(name);
-    if (!t || t.dataType !== DataType.FLOAT || numelOf(t.dims) !== 1) return undefined;
+    if (!t || t.dataType !== DataType.FLOAT || numel(t.dims) !== 1) return undefined;
     return tensorFloats(t)[0];
   }
 }
@@ -241,7 +238,7 @@ function foldConstants(model: ModelProto): void {
       const target = tensorInts(s);
       const out = target.map((d, i) => (d === 0 ? t.dims[i] : d));
       const k = out.indexOf(-1);
-      if (k >= 0) out[k] = numelOf(t.dims) / numelOf(out.filter((d) => d !== -1));
+      if (k >= 0) out[k] = numel(t.dims) / numel(out.filter((d) => d !== -1));
       dims = out;
     }
     const folded = floatTensor(n.output[0], dims, tensorFloats(t));
@@ -311,7 +308,7 @@ export function imx500Report(model: ModelProto, activationBytes?: number): Imx50
     });
   }
   let parameters = 0;
-  for (const p of params) parameters += numelOf(init.get(p)!.dims);
+  for (const p of params) parameters += numel(init.get(p)!.dims);
   const opTypes = opHistogram(model);
   const unsupportedOps = Object.keys(opTypes).filter((k) => !IMX500_OPS.has(k));
   const int8WeightBytes = parameters;

@@ -14,7 +14,7 @@
 import ort from 'onnxruntime-node';
 import {
   attrInt, cloneModel, DataType, floatTensor, getAttr, int32Tensor, int8Tensor, pruneDeadNodes, tensorFloats,
-  uint8Tensor, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
+  uint8Tensor, uniqueName, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto,
 } from './onnx-proto.js';
 import { createSession } from './parity.js';
 import { INPUT_NAME } from './onnx.js';
@@ -137,12 +137,6 @@ class GraphIndex {
   }
 }
 
-function unique(base: string, taken: Set<string>): string {
-  let name = base;
-  for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
-  taken.add(name);
-  return name;
-}
 
 function floatOutput(name: string): ValueInfoProto {
   return { name, type: { tensorType: { elemType: DataType.FLOAT, shape: undefined as never } } };
@@ -309,12 +303,12 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
   for (const t of acts) {
     const qp = uint8Params(ranges.get(t)!);
     qparams.set(t, qp);
-    const s = unique(`${t}_scale`, taken), z = unique(`${t}_zero_point`, taken);
+    const s = uniqueName(`${t}_scale`, taken), z = uniqueName(`${t}_zero_point`, taken);
     newInit.push(floatTensor(s, [], Float32Array.of(qp.scale)), uint8Tensor(z, [], Uint8Array.of(qp.zeroPoint)));
-    const q = unique(`${t}_quantized`, taken), dq = unique(`${t}_dequantized`, taken);
+    const q = uniqueName(`${t}_quantized`, taken), dq = uniqueName(`${t}_dequantized`, taken);
     qdqAfter.set(t, [
-      { opType: 'QuantizeLinear', input: [t, s, z], output: [q], name: unique(`${t}_QuantizeLinear`, taken), attribute: [] },
-      { opType: 'DequantizeLinear', input: [q, s, z], output: [dq], name: unique(`${t}_DequantizeLinear`, taken), attribute: [] },
+      { opType: 'QuantizeLinear', input: [t, s, z], output: [q], name: uniqueName(`${t}_QuantizeLinear`, taken), attribute: [] },
+      { opType: 'DequantizeLinear', input: [q, s, z], output: [dq], name: uniqueName(`${t}_DequantizeLinear`, taken), attribute: [] },
     ]);
     dqName.set(t, dq);
   }
@@ -331,11 +325,11 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
     if (!done) {
       const t = idx.init.get(w)!;
       const { q, scales } = quantizeWeightInt8(tensorFloats(t), t.dims, perChannel ? axis : null, qmax);
-      const qn = unique(`${w}_quantized`, taken), sn = unique(`${w}_scale`, taken), zn = unique(`${w}_zero_point`, taken);
-      const dq = unique(`${w}_dequantized`, taken);
+      const qn = uniqueName(`${w}_quantized`, taken), sn = uniqueName(`${w}_scale`, taken), zn = uniqueName(`${w}_zero_point`, taken);
+      const dq = uniqueName(`${w}_dequantized`, taken);
       const sc = perChannel ? scales : Float32Array.of(scales[0]);
       newInit.push(int8Tensor(qn, t.dims, q), floatTensor(sn, perChannel ? [sc.length] : [], sc), int8Tensor(zn, perChannel ? [sc.length] : [], new Int8Array(sc.length)));
-      weightDQ.push({ opType: 'DequantizeLinear', input: [qn, sn, zn], output: [dq], name: unique(`${w}_DequantizeLinear`, taken),
+      weightDQ.push({ opType: 'DequantizeLinear', input: [qn, sn, zn], output: [dq], name: uniqueName(`${w}_DequantizeLinear`, taken),
         attribute: perChannel ? [attrInt('axis', axis)] : [] });
       done = { dq, scales: sc };
       weightDone.set(`${w}@${axis}`, done);
@@ -350,10 +344,10 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
         bs[c] = Math.fround(xq.scale * done.scales[done.scales.length === 1 ? 0 : c]);
         bq[c] = Math.max(-2147483647, Math.min(2147483647, Math.round(b[c] / bs[c])));
       }
-      const qn = unique(`${bias}_quantized`, taken), sn = unique(`${bias}_scale`, taken), zn = unique(`${bias}_zero_point`, taken);
-      const dq = unique(`${bias}_dequantized`, taken);
+      const qn = uniqueName(`${bias}_quantized`, taken), sn = uniqueName(`${bias}_scale`, taken), zn = uniqueName(`${bias}_zero_point`, taken);
+      const dq = uniqueName(`${bias}_dequantized`, taken);
       newInit.push(int32Tensor(qn, [b.length], bq), floatTensor(sn, [b.length], bs), int32Tensor(zn, [b.length], new Int32Array(b.length)));
-      weightDQ.push({ opType: 'DequantizeLinear', input: [qn, sn, zn], output: [dq], name: unique(`${bias}_DequantizeLinear`, taken), attribute: [attrInt('axis', 0)] });
+      weightDQ.push({ opType: 'DequantizeLinear', input: [qn, sn, zn], output: [dq], name: uniqueName(`${bias}_DequantizeLinear`, taken), attribute: [attrInt('axis', 0)] });
       n.input[2] = dq;
     }
     counts[n.opType] = (counts[n.opType] ?? 0) + 1;
@@ -383,12 +377,12 @@ function quantizeDynamic(model: ModelProto, options: Int8Options): Int8Result {
   const dynQ = new Map<string, { q: string; scale: string; zp: string }>();
   const order: NodeProto[] = [];
   const node = (opType: string, input: string[], output: string[], attribute: NodeProto['attribute'] = []) => {
-    order.push({ opType, input, output, name: unique(`${output[0]}_${opType}`, taken), attribute });
+    order.push({ opType, input, output, name: uniqueName(`${output[0]}_${opType}`, taken), attribute });
     return output[0];
   };
   const quantWeight = (w: string, dims: number[], values: Float32Array, axis: number) => {
     const { q, scales } = quantizeWeightInt8(values, dims, perChannel ? axis : null, qmax);
-    const qn = unique(`${w}_quantized`, taken), sn = unique(`${w}_scale`, taken), zn = unique(`${w}_zero_point`, taken);
+    const qn = uniqueName(`${w}_quantized`, taken), sn = uniqueName(`${w}_scale`, taken), zn = uniqueName(`${w}_zero_point`, taken);
     const n = perChannel ? scales.length : 1;
     newInit.push(int8Tensor(qn, dims, q), floatTensor(sn, perChannel ? [n] : [], perChannel ? scales : Float32Array.of(scales[0])),
       int8Tensor(zn, perChannel ? [n] : [], new Int8Array(n)));
@@ -411,16 +405,16 @@ function quantizeDynamic(model: ModelProto, options: Int8Options): Int8Result {
       const x = n.input[0];
       let dq = dynQ.get(x);
       if (!dq) {
-        dq = { q: unique(`${x}_quantized`, taken), scale: unique(`${x}_scale`, taken), zp: unique(`${x}_zero_point`, taken) };
+        dq = { q: uniqueName(`${x}_quantized`, taken), scale: uniqueName(`${x}_scale`, taken), zp: uniqueName(`${x}_zero_point`, taken) };
         node('DynamicQuantizeLinear', [x], [dq.q, dq.scale, dq.zp]);
         dynQ.set(x, dq);
       }
       const out = n.output[0];
-      const mmi = node('MatMulInteger', [dq.q, wq.qn, dq.zp, wq.zn], [unique(`${out}_int32`, taken)]);
-      const f = node('Cast', [mmi], [unique(`${out}_cast`, taken)], [attrInt('to', DataType.FLOAT)]);
-      const scale = node('Mul', [dq.scale, wq.sn], [unique(`${out}_scale_product`, taken)]);
+      const mmi = node('MatMulInteger', [dq.q, wq.qn, dq.zp, wq.zn], [uniqueName(`${out}_int32`, taken)]);
+      const f = node('Cast', [mmi], [uniqueName(`${out}_cast`, taken)], [attrInt('to', DataType.FLOAT)]);
+      const scale = node('Mul', [dq.scale, wq.sn], [uniqueName(`${out}_scale_product`, taken)]);
       const bias = isGemm ? n.input[2] : '';
-      if (bias) node('Add', [node('Mul', [f, scale], [unique(`${out}_unbiased`, taken)]), bias], [out]);
+      if (bias) node('Add', [node('Mul', [f, scale], [uniqueName(`${out}_unbiased`, taken)]), bias], [out]);
       else node('Mul', [f, scale], [out]);
       counts[n.opType] = (counts[n.opType] ?? 0) + 1;
       continue;
@@ -428,7 +422,7 @@ function quantizeDynamic(model: ModelProto, options: Int8Options): Int8Result {
     if (n.opType === 'Conv' && w && idx.isFloatInit(w)) {
       const t = idx.init.get(w)!;
       const wq = quantWeight(w, t.dims, tensorFloats(t), 0);
-      n.input[1] = node('DequantizeLinear', [wq.qn, wq.sn, wq.zn], [unique(`${w}_dequantized`, taken)], perChannel ? [attrInt('axis', 0)] : []);
+      n.input[1] = node('DequantizeLinear', [wq.qn, wq.sn, wq.zn], [uniqueName(`${w}_dequantized`, taken)], perChannel ? [attrInt('axis', 0)] : []);
       counts.Conv = (counts.Conv ?? 0) + 1;
     }
     order.push(n);

@@ -129,12 +129,9 @@ export function withMetadata(model: ModelProto, props: Record<string, string>): 
 
 // ---- helpers to build and read messages ----
 
-const utf8 = new TextEncoder();
-
 export function attrInt(name: string, i: number): AttributeProto { return { name, type: AttrType.INT, i }; }
 export function attrFloat(name: string, f: number): AttributeProto { return { name, type: AttrType.FLOAT, f }; }
 export function attrInts(name: string, ints: number[]): AttributeProto { return { name, type: AttrType.INTS, ints }; }
-export function attrString(name: string, s: string): AttributeProto { return { name, type: AttrType.STRING, s: utf8.encode(s) }; }
 
 export function getAttr(node: NodeProto, name: string): AttributeProto | undefined {
   return node.attribute?.find((a) => a.name === name);
@@ -188,14 +185,12 @@ export function tensorInts(t: TensorProto): number[] {
   throw new TypeError(`tensor '${t.name}' is not an integer tensor (data type ${t.dataType})`);
 }
 
-export function numelOf(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
-
-/** Bytes an initializer takes (element size by data type). */
-export function tensorBytes(t: TensorProto): number {
-  const size: Record<number, number> = { 1: 4, 2: 1, 3: 1, 6: 4, 7: 8 };
-  return numelOf(t.dims) * (size[t.dataType] ?? 4);
+/** A name not in `taken` (base, base_1, base_2, ...), then taken. */
+export function uniqueName(base: string, taken: Set<string>): string {
+  let name = base;
+  for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+  taken.add(name);
+  return name;
 }
 
 export function tensorValueInfo(name: string, elemType: number, dims: (number | string)[]): ValueInfoProto {

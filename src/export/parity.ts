@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Floats } from '../backend/types.js';
+import { argmaxRow } from '../train/metrics.js';
 import { encodeModel, opHistogram, readModel, type ModelProto } from './onnx-proto.js';
 import { INPUT_NAME, OUTPUT_NAME } from './onnx.js';
 
@@ -81,12 +82,6 @@ export function top1Agreement(a: ArrayLike<number>, b: ArrayLike<number>, classe
   let same = 0;
   for (let r = 0; r < rows; r++) if (argmaxRow(a, r * classes, classes) === argmaxRow(b, r * classes, classes)) same++;
   return rows ? same / rows : 1;
-}
-
-export function argmaxRow(x: ArrayLike<number>, offset: number, n: number): number {
-  let best = 0;
-  for (let j = 1; j < n; j++) if (x[offset + j] > x[offset + best]) best = j;
-  return best;
 }
 
 /**

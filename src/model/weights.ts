@@ -5,7 +5,7 @@ import path from 'node:path';
 import { readTorchFile, type TorchValueTensor } from '../backend/native.js';
 import { listProblems, UsageError } from '../errors.js';
 import { verifyZip, ZipError } from '../util/zip.js';
-import type { Graph } from './graph.js';
+import { numel, type Graph } from './graph.js';
 
 export interface NamedTensor {
   shape: number[];
@@ -109,8 +109,8 @@ function safetensorsEntries(file: string, header: unknown, dataLength: number): 
       fail(`${where} has data_offsets ${JSON.stringify(off)}; they must be [begin, end] with 0 <= begin <= end: the file is corrupt`);
     }
     const [begin, end] = off as number[];
-    const numel = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (end - begin !== numel * bytes) fail(`${where} spans ${end - begin} bytes, but ${dtype} of shape [${(shape as number[]).join(', ')}] needs ${numel * bytes}: the file is corrupt`);
+    const count = numel(shape as number[]);
+    if (end - begin !== count * bytes) fail(`${where} spans ${end - begin} bytes, but ${dtype} of shape [${(shape as number[]).join(', ')}] needs ${count * bytes}: the file is corrupt`);
     if (end > dataLength) fail(`${where} ends at byte ${end}, past the end of the data section (${dataLength} bytes): the file is truncated or corrupt`);
     entries.push({ name, dtype: dtype as string, shape: shape as number[], begin, end });
   }
@@ -183,8 +183,8 @@ async function readBin(file: string, want: (name: string) => boolean): Promise<M
   for (const [name, t] of Object.entries(value as Record<string, TorchValueTensor>)) {
     if (!want(name)) continue;
     if (t?.kind !== 'tensor') throw new UsageError(`${file}: '${name}' is not a tensor`);
-    const numel = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== numel) throw new UsageError(`${file}: tensor '${name}' holds ${t.data.length} values, its shape [${t.shape.join(', ')}] needs ${numel}`);
+    const count = numel(t.shape);
+    if (t.data.length !== count) throw new UsageError(`${file}: tensor '${name}' holds ${t.data.length} values, its shape [${t.shape.join(', ')}] needs ${count}`);
     out.set(name, { shape: t.shape, data: t.data instanceof Float32Array ? t.data : Float32Array.from(t.data) });
   }
   return out;

@@ -9,6 +9,7 @@ import type { AdamState, Floats } from '../backend/types.js';
 import type { TrainingConfig } from '../config/config.js';
 import { listProblems, UsageError } from '../errors.js';
 import { writeAtomic } from '../util/atomic.js';
+import { numel } from '../model/graph.js';
 import type { PennyModel } from '../model/model.js';
 import { verifyZip, ZipError } from '../util/zip.js';
 import type { Metrics } from './metrics.js';
@@ -107,8 +108,8 @@ function tensorProblem(v: unknown): string | undefined {
   // the addon reads LibTorch's scalar type names ('Float'); writeTorchFile takes 'float32'
   if (!(v.data instanceof Float32Array) || (v.dtype !== 'Float' && v.dtype !== 'float32')) return `is ${show(v)}, not float32`;
   if (!Array.isArray(v.shape) || !v.shape.every((n) => isInt(n, 0))) return `has shape ${show(v.shape)}, not a list of sizes`;
-  const numel = v.shape.reduce((a: number, b: number) => a * b, 1);
-  if (v.data.length !== numel) return `has ${v.data.length} values, but its shape ${fmt(v.shape)} needs ${numel}`;
+  const count = numel(v.shape as number[]);
+  if (v.data.length !== count) return `has ${v.data.length} values, but its shape ${fmt(v.shape)} needs ${count}`;
   return undefined;
 }
 
@@ -265,10 +266,10 @@ export function checkParamsFit(file: string, params: Record<string, Float32Array
   const problems: string[] = [];
   const names = new Set(expected.map((p) => p.name));
   for (const { name, shape } of expected) {
-    const numel = shape.reduce((a, b) => a * b, 1);
+    const count = numel(shape);
     const t = params[name];
     if (!t) problems.push(`missing tensor '${name}' (the model expects shape ${fmt(shape)})`);
-    else if (t.length !== numel) problems.push(`tensor '${name}' has ${t.length} values; the model's shape ${fmt(shape)} needs ${numel}`);
+    else if (t.length !== count) problems.push(`tensor '${name}' has ${t.length} values; the model's shape ${fmt(shape)} needs ${count}`);
   }
   for (const [name, t] of Object.entries(params)) {
     if (!names.has(name)) problems.push(`unexpected tensor '${name}' (${t.length} values): the model has no such parameter`);

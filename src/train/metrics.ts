@@ -14,13 +14,17 @@ export interface Metrics {
   accWithin1?: number;
 }
 
+/** The index of the largest of x[offset .. offset + n) (the first, on ties). */
+export function argmaxRow(x: ArrayLike<number>, offset: number, n: number): number {
+  let best = 0;
+  for (let j = 1; j < n; j++) if (x[offset + j] > x[offset + best]) best = j;
+  return best;
+}
+
+/** argmaxRow of each row of [rows, classes] logits. */
 export function argmaxRows(logits: ArrayLike<number>, rows: number, classes: number): Int32Array {
   const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (logits[r * classes + c] > logits[r * classes + best]) best = c;
-    out[r] = best;
-  }
+  for (let r = 0; r < rows; r++) out[r] = argmaxRow(logits, r * classes, classes);
   return out;
 }
 

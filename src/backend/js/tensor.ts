@@ -6,11 +6,7 @@ export interface Tensor {
   data: Floats;
 }
 
-export function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
+export { numel } from '../../model/graph.js';
 
 /** Row-major strides of `shape`. */
 export function strides(shape: readonly number[]): number[] {
