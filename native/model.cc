@@ -4,6 +4,7 @@
 
 #include "compute.h"
 #include "convert.h"
+#include "optim.h"
 #include "task.h"
 
 namespace penny {
@@ -149,41 +150,6 @@ static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params, 
   return loss;
 }
 
-// AdamW state for `p` before its first step: zero moments shaped like it.
-static std::unique_ptr<torch::optim::AdamWParamState> freshAdamState(const at::Tensor& p) {
-  at::NoGradGuard noGrad;
-  auto s = std::make_unique<torch::optim::AdamWParamState>();
-  s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
-  s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
-  return s;
-}
-
-// One AdamW step over torch::optim::AdamW's groups, options and state, computed by LibTorch's fused AdamW kernel
-// (torch.optim.AdamW(fused=True)): the same update as AdamW::step(), in one pass over each parameter's memory
-// instead of about ten — for ViT-B/32 on a 2-core CPU, ~60 ms a step instead of ~300.
-static void fusedAdamWStep(torch::optim::AdamW& opt) {
-  at::NoGradGuard noGrad;
-  for (auto& group : opt.param_groups()) {
-    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
-    std::vector<at::Tensor> params, grads, expAvgs, expAvgSqs, steps;
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      auto& slot = opt.state()[p.unsafeGetTensorImpl()];
-      if (!slot) slot = freshAdamState(p);
-      auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
-      s.step(s.step() + 1);
-      params.push_back(p);
-      grads.push_back(p.grad());
-      expAvgs.push_back(s.exp_avg());
-      expAvgSqs.push_back(s.exp_avg_sq());
-      steps.push_back(at::scalar_tensor(static_cast<double>(s.step()), at::TensorOptions().dtype(at::kFloat).device(p.device())));
-    }
-    if (params.empty()) continue;
-    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, {}, steps, o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()),
-                      o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
-  }
-}
-
 // trainStep(pixels, shape, labels, { lr, targets? }) -> Promise<{ loss, logits }>: one AdamW step.
 Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -199,11 +165,10 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   auto result = std::make_shared<std::pair<double, at::Tensor>>();
   return Task::Run(env, [core, batch, lr, result] {
     auto& opt = *core->optimizer;
-    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
     opt.zero_grad(true);
     loss.backward();
-    fusedAdamWStep(opt);
+    optim::step(opt, lr);
     result->first = loss.item<double>();
   }, [result](Napi::Env env) -> Napi::Value {
     auto o = Napi::Object::New(env);
@@ -314,50 +279,28 @@ void Model::SetOptimizer(const Napi::CallbackInfo& info) {
     if (!o.Get(k).IsNumber()) throw Napi::TypeError::New(env, std::string("optimizer option '") + k + "' must be a number");
     return o.Get(k).As<Napi::Number>().DoubleValue();
   };
-  auto opts = torch::optim::AdamWOptions(num("lr")).betas({num("beta1"), num("beta2")}).eps(num("eps"));
-  double weightDecay = num("weightDecay");
+  optim::Hyper h{num("lr"), num("beta1"), num("beta2"), num("eps"), num("weightDecay")};
   auto& c = *core_;
-  PENNY_TRY(env, {
-    compute::run([&] {
-      std::vector<at::Tensor> decay, noDecay;
-      for (size_t i = 0; i < c.params.size(); i++) {
-        if (!c.buffer[i]) (c.decay[i] ? decay : noDecay).push_back(c.params[i]);
-      }
-      std::vector<torch::optim::OptimizerParamGroup> groups;
-      groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(weightDecay)));
-      groups.emplace_back(noDecay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-      c.optimizer = std::make_unique<torch::optim::AdamW>(groups, opts);
-    });
-  })
+  std::vector<bool> optimized(c.buffer.size());
+  for (size_t i = 0; i < optimized.size(); i++) optimized[i] = !c.buffer[i];
+  PENNY_TRY(env, { compute::run([&] { c.optimizer = optim::make(c.params, c.decay, optimized, h); }); })
 }
 
 // getOptimizerState() -> { name: { step, expAvg, expAvgSq } } for every parameter that has taken a step.
 Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
-  struct Entry { size_t param; int64_t step; at::Tensor expAvg, expAvgSq; };
-  std::vector<Entry> entries;
+  std::vector<std::pair<size_t, optim::Moments>> state;
   auto& c = *core_;
-  PENNY_TRY(env, {
-    compute::run([&] {
-      if (!c.optimizer) return;
-      auto& state = c.optimizer->state();
-      for (size_t i = 0; i < c.params.size(); i++) {
-        auto it = state.find(c.params[i].unsafeGetTensorImpl());
-        if (it == state.end()) continue;
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-        entries.push_back({i, s.step(), toHost(s.exp_avg()), toHost(s.exp_avg_sq())});
-      }
-    });
-  })
+  PENNY_TRY(env, { compute::run([&] { if (c.optimizer) state = optim::exportState(*c.optimizer, c.params); }); })
   // As in getParams, the host tensors may be the live state itself.
   auto o = Napi::Object::New(env);
-  for (const auto& en : entries) {
+  for (const auto& [i, m] : state) {
     auto e = Napi::Object::New(env);
-    e.Set("step", static_cast<double>(en.step));
-    e.Set("expAvg", toTypedArray(env, en.expAvg));
-    e.Set("expAvgSq", toTypedArray(env, en.expAvgSq));
-    o.Set(c.names[en.param], e);
+    e.Set("step", static_cast<double>(m.step));
+    e.Set("expAvg", toTypedArray(env, m.expAvg));
+    e.Set("expAvgSq", toTypedArray(env, m.expAvgSq));
+    o.Set(c.names[i], e);
   }
   return o;
 }
@@ -369,8 +312,7 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   if (!core_->optimizer) throw Napi::Error::New(env, "setOptimizerState: call setOptimizer first");
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizerState(state): state must be an object");
   auto in = info[0].As<Napi::Object>();
-  struct Entry { int param; int64_t step; at::Tensor expAvg, expAvgSq; };
-  std::vector<Entry> entries;
+  std::vector<std::pair<size_t, optim::Moments>> state;
   auto& c = *core_;
   auto keys = in.GetPropertyNames();
   for (uint32_t k = 0; k < keys.Length(); k++) {
@@ -383,25 +325,11 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
     if (!(step >= 0 && step <= 9.0e15 && step == std::floor(step))) {
       throw Napi::RangeError::New(env, "setOptimizerState: state['" + name + "'].step must be an integer >= 0");
     }
-    entries.push_back({i, static_cast<int64_t>(step),
-                       source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
-                       source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)});
+    state.push_back({static_cast<size_t>(i), {static_cast<int64_t>(step),
+                     source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
+                     source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)}});
   }
-  PENNY_TRY(env, {
-    compute::run([&] {
-      at::NoGradGuard ng;
-      auto& state = c.optimizer->state();
-      state.clear();
-      for (auto& en : entries) {
-        const auto& p = c.params[en.param];
-        auto s = freshAdamState(p);
-        s->step(en.step);
-        s->exp_avg().copy_(en.expAvg);
-        s->exp_avg_sq().copy_(en.expAvgSq);
-        state[p.unsafeGetTensorImpl()] = std::move(s);
-      }
-    });
-  })
+  PENNY_TRY(env, { compute::run([&] { optim::importState(*c.optimizer, c.params, state); }); })
 }
 
 // dispose(): frees the parameters and optimizer state now rather than at garbage collection (after the calls

@@ -1,4 +1,5 @@
-// A model in LibTorch: the parameters of a lowered graph, its interpreter, cross-entropy and AdamW.
+// A model in LibTorch: the parameters of a lowered graph, its interpreter and loss, its AdamW (optim.h); this file
+// marshals between them and JS.
 // Every tensor call runs on the compute thread (compute.h), which also serialises the calls on one model.
 #pragma once
 #include <napi.h>

@@ -93,6 +93,18 @@ describe('checkpoints', () => {
       '\\(stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}\\): the file is corrupt$'));
   });
 
+  it("param_groups are AdamW's: decay, no decay, and batch norm's running statistics in neither", async () => {
+    const d = await readTorchFile(good) as { optimizer_state: { param_groups: { weight_decay: number; params: number[] }[]; param_names: string[] } };
+    const [decay, none] = d.optimizer_state.param_groups;
+    const names = (g: { params: number[] }) => g.params.map((i) => d.optimizer_state.param_names[i]);
+    expect(decay.weight_decay).toBeGreaterThan(0);
+    expect(names(decay)).toContain('stem.conv.weight');
+    expect(names(none)).toContain('stem.bn.bias');
+    const grouped = [...names(decay), ...names(none)];
+    expect(grouped.filter((n) => /running_(mean|var)/.test(n))).toEqual([]);
+    expect(grouped.length).toBe(model.graph.params.filter((p) => !p.buffer).length);
+  });
+
   it('a byte flipped anywhere: refused, or (zip padding, unread header fields) the same weights and state; never wrong weights', async () => {
     const ref = await loadCheckpoint(good);
     let refused = 0, harmless = 0;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
-import type { Graph, OutputName } from '../model/graph.js';
+import { adamGroup, type Graph, type OutputName } from '../model/graph.js';
 import { UsageError } from '../errors.js';
 import { lowerGraph } from '../model/lower.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from './types.js';
@@ -124,7 +124,7 @@ export class NativeBackend implements Backend {
   constructor(graph: Graph, options: { device: string; dtype: DType }) {
     const a = loadAddon();
     checkDevice(options.device);
-    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: p.decay, buffer: p.buffer ?? false })), options);
+    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: adamGroup(p) === 'decay', buffer: adamGroup(p) === null })), options);
   }
 
   get device(): string {

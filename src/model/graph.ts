@@ -77,6 +77,14 @@ export interface Graph {
   loss: LossKind;
 }
 
+/**
+ * AdamW's group of a parameter — weight decay, none, or not optimized at all (batch norm's running statistics) — the
+ * one rule both backends' optimizers and the checkpoints' param_groups follow.
+ */
+export function adamGroup(p: Pick<ParamSpec, 'decay' | 'buffer'>): 'decay' | 'no_decay' | null {
+  return p.buffer ? null : p.decay ? 'decay' : 'no_decay';
+}
+
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }

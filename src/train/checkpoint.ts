@@ -9,7 +9,7 @@ import type { AdamState, Floats } from '../backend/types.js';
 import type { TrainingConfig } from '../config/config.js';
 import { listProblems, UsageError } from '../errors.js';
 import { writeAtomic } from '../util/atomic.js';
-import { numel } from '../model/graph.js';
+import { adamGroup, numel } from '../model/graph.js';
 import type { PennyModel } from '../model/model.js';
 import { verifyZip, ZipError } from '../util/zip.js';
 import type { Metrics } from './metrics.js';
@@ -61,7 +61,7 @@ export async function saveCheckpoint(file: string, model: PennyModel, c: Omit<Ch
   const o = model.optimizerOptions;
   const group = (decay: boolean) => ({
     lr: o.lr, betas: [o.beta1, o.beta2], eps: o.eps, weight_decay: decay ? o.weightDecay : 0, amsgrad: false,
-    params: model.graph.params.flatMap((p, i) => (p.decay === decay ? [i] : [])),
+    params: model.graph.params.flatMap((p, i) => (adamGroup(p) === (decay ? 'decay' : 'no_decay') ? [i] : [])),
   });
   const payload = {
     epoch: c.position.epoch,

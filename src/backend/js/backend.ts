@@ -1,7 +1,7 @@
 // The JS backend: the graph IR on Float32Array (or Float64Array) kernels with hand-written backward, cross-entropy
 // and AdamW as torch has them. The reference that keeps the native backend honest, and a fallback that needs no
 // native build (slow: one thread, no SIMD).
-import type { Graph, OutputName } from '../../model/graph.js';
+import { adamGroup, type Graph, type OutputName } from '../../model/graph.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../types.js';
 import { AdamW } from './adamw.js';
 import { Interpreter } from './interpreter.js';
@@ -36,7 +36,7 @@ export class JsBackend implements Backend {
     this.loss = graph.loss;
     this.names = graph.params.map((p) => p.name);
     this.names.forEach((n, i) => this.index.set(n, i));
-    this.decay = graph.params.map((p) => p.decay);
+    this.decay = graph.params.map((p) => adamGroup(p) === 'decay');
     this.buffer = graph.params.map((p) => p.buffer ?? false);
     this.params = graph.params.map((p) => ({ shape: [...p.shape], data: alloc(dtype, numel(p.shape)) }));
   }
