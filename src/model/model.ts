@@ -1,7 +1,6 @@
 // createModel(): a backbone + head as a graph, its parameters initialised from a seed or loaded from pretrained
 // weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
-import { JsBackend } from '../backend/js/index.js';
-import { NativeBackend, setNumThreads } from '../backend/native.js';
+import { createBackend } from '../backend/index.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
 import { buildBackbone, type ImageSize } from './backbones.js';
 import { numel, type Graph, type HeadSpec, type OutputName } from './graph.js';
@@ -186,15 +185,7 @@ export interface GraphModelOptions {
 /** A model over any graph whose outputs are `embeds` and `logits` [batch, classes]. */
 export async function createModelFromGraph(graph: Graph, numClasses: number, options: GraphModelOptions = {}): Promise<PennyModel> {
   const { device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
-  if (backend !== 'native' && backend !== 'js') throw new TypeError(`backend must be 'native' or 'js', got '${backend}'`);
-  if (backend === 'js' && device !== 'cpu') {
-    throw new Error(`the js backend runs on device 'cpu' only, not '${device}'; use backend 'native' for other devices`);
-  }
-  if (options.threads !== undefined) {
-    if (!Number.isInteger(options.threads) || options.threads < 1) throw new TypeError(`threads must be a positive integer, got ${options.threads}`);
-    if (backend === 'native') setNumThreads(options.threads);
-  }
-  const impl: Backend = backend === 'js' ? new JsBackend(graph, { device, dtype }) : new NativeBackend(graph, { device, dtype });
+  const impl = createBackend(backend, graph, { device, dtype, threads: options.threads });
   try {
     const values: Record<string, Floats> = { ...initParams(graph, seed), ...options.values };
     if (dtype === 'float64') for (const k of Object.keys(values)) values[k] = Float64Array.from(values[k]);
