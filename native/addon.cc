@@ -1,16 +1,16 @@
 // penny_native: the N-API surface. Model (model.cc) plus a few module functions.
-#include <napi.h>
-#include <torch/torch.h>
-#include <torch/version.h>
 #include <caffe2/serialize/inline_container.h>
+#include <napi.h>
 #include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/torch.h>
+#include <torch/version.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -113,23 +113,27 @@ c10::IValue fromJs(Napi::Env env, const Napi::Value& v, const std::string& where
   if (v.IsArray()) {
     auto a = v.As<Napi::Array>();
     c10::impl::GenericList list(c10::AnyType::get());
-    for (uint32_t i = 0; i < a.Length(); i++) list.push_back(fromJs(env, a.Get(i), where + "[" + std::to_string(i) + "]"));
+    for (uint32_t i = 0; i < a.Length(); i++)
+      list.push_back(fromJs(env, a.Get(i), where + "[" + std::to_string(i) + "]"));
     return list;
   }
   auto o = v.As<Napi::Object>();
   if (o.Get("kind").IsString() && o.Get("kind").As<Napi::String>().Utf8Value() == "tensor") {
     auto data = o.Get("data");
-    auto dtype = data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array ? at::kDouble : at::kFloat;
+    auto dtype = data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array ? at::kDouble
+                                                                                                           : at::kFloat;
     return viewTypedArray(data, (where + ".data").c_str(), dtype, shapeArg(o.Get("shape"), (where + ".shape").c_str()));
   }
   bool isMap = o.InstanceOf(env.Global().Get("Map").As<Napi::Function>());
   if (isMap) {
     c10::impl::GenericDict dict(c10::IntType::get(), c10::AnyType::get());
     auto entries = o.Get("entries").As<Napi::Function>().Call(o, {});
-    auto arr = env.Global().Get("Array").As<Napi::Object>().Get("from").As<Napi::Function>().Call({entries}).As<Napi::Array>();
+    auto arr =
+        env.Global().Get("Array").As<Napi::Object>().Get("from").As<Napi::Function>().Call({entries}).As<Napi::Array>();
     for (uint32_t i = 0; i < arr.Length(); i++) {
       auto kv = arr.Get(i).As<Napi::Array>();
-      dict.insert(static_cast<int64_t>(kv.Get(0u).ToNumber().Int64Value()), fromJs(env, kv.Get(1u), where + ".get(" + kv.Get(0u).ToString().Utf8Value() + ")"));
+      dict.insert(static_cast<int64_t>(kv.Get(0u).ToNumber().Int64Value()),
+                  fromJs(env, kv.Get(1u), where + ".get(" + kv.Get(0u).ToString().Utf8Value() + ")"));
     }
     return dict;
   }
@@ -145,18 +149,30 @@ c10::IValue fromJs(Napi::Env env, const Napi::Value& v, const std::string& where
 // The errno's name, for the TypeScript side to tell a full disk (the user's to fix) from a fault.
 const char* errnoName(int e) {
   switch (e) {
-    case ENOSPC: return "ENOSPC";
-    case EDQUOT: return "EDQUOT";
-    case EFBIG: return "EFBIG";
-    case EROFS: return "EROFS";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EEXIST: return "EEXIST";
-    case EISDIR: return "EISDIR";
-    case ENOTDIR: return "ENOTDIR";
-    case EIO: return "EIO";
-    default: return "EUNKNOWN";
+    case ENOSPC:
+      return "ENOSPC";
+    case EDQUOT:
+      return "EDQUOT";
+    case EFBIG:
+      return "EFBIG";
+    case EROFS:
+      return "EROFS";
+    case EACCES:
+      return "EACCES";
+    case EPERM:
+      return "EPERM";
+    case ENOENT:
+      return "ENOENT";
+    case EEXIST:
+      return "EEXIST";
+    case EISDIR:
+      return "EISDIR";
+    case ENOTDIR:
+      return "ENOTDIR";
+    case EIO:
+      return "EIO";
+    default:
+      return "EUNKNOWN";
   }
 }
 
@@ -166,17 +182,22 @@ const char* errnoName(int e) {
 // told every byte went (so it never throws), and the error is raised once the writer is done with.
 class FdSink {
  public:
-  explicit FdSink(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
+  explicit FdSink(const std::string& path)
+      : path_(path), fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
     if (fd_ < 0) fail(errno);
   }
-  ~FdSink() { if (fd_ >= 0) ::close(fd_); }
+  ~FdSink() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   size_t write(const void* data, size_t n) {
     auto p = static_cast<const char*>(data);
     for (size_t done = 0; !err_ && done < n;) {
       ssize_t w = ::write(fd_, p + done, n - done);
       if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) fail(w < 0 ? errno : ENOSPC);
-      else done += static_cast<size_t>(w);
+      if (w <= 0)
+        fail(w < 0 ? errno : ENOSPC);
+      else
+        done += static_cast<size_t>(w);
     }
     return n;
   }
@@ -189,7 +210,9 @@ class FdSink {
   }
 
  private:
-  void fail(int e) { if (!err_) err_ = e; }
+  void fail(int e) {
+    if (!err_) err_ = e;
+  }
   std::string path_;
   int fd_;
   int err_ = 0;
@@ -202,29 +225,32 @@ Napi::Value WriteTorchFile(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "writeTorchFile(path, value): path must be a string");
   std::string path = info[0].ToString();
   auto value = std::make_shared<c10::IValue>(fromJs(env, info[1], "value"));
-  return Task::Run(env, [path, value] {
-    // torch::pickle_save tags typed containers with torch.jit._pickle.restore_type_tag, which Python's
-    // weights_only loader refuses; an untagged Pickler into the same zip layout is what torch.save writes.
-    std::vector<char> pickle;
-    torch::jit::Pickler pickler([&](const char* b, size_t n) { pickle.insert(pickle.end(), b, b + n); }, nullptr,
-                                nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
-    pickler.protocol();
-    pickler.pushIValue(*value);
-    pickler.stop();
-    FdSink sink(path);
-    {
-      caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) { return sink.write(b, n); });
-      writer.writeRecord("data.pkl", pickle.data(), pickle.size());
-      writer.writeRecord("byteorder", "little", 6);
-      const auto& tensors = pickler.tensorData();
-      for (size_t i = 0; i < tensors.size(); i++) {
-        auto data = torch::jit::getWriteableTensorData(tensors[i]);
-        writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
-      }
-      writer.writeEndOfFile();
-    }
-    sink.finish();
-  }, [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[1]});
+  return Task::Run(
+      env,
+      [path, value] {
+        // torch::pickle_save tags typed containers with torch.jit._pickle.restore_type_tag, which Python's
+        // weights_only loader refuses; an untagged Pickler into the same zip layout is what torch.save writes.
+        std::vector<char> pickle;
+        torch::jit::Pickler pickler([&](const char* b, size_t n) { pickle.insert(pickle.end(), b, b + n); }, nullptr,
+                                    nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+        pickler.protocol();
+        pickler.pushIValue(*value);
+        pickler.stop();
+        FdSink sink(path);
+        {
+          caffe2::serialize::PyTorchStreamWriter writer([&](const void* b, size_t n) { return sink.write(b, n); });
+          writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+          writer.writeRecord("byteorder", "little", 6);
+          const auto& tensors = pickler.tensorData();
+          for (size_t i = 0; i < tensors.size(); i++) {
+            auto data = torch::jit::getWriteableTensorData(tensors[i]);
+            writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+          }
+          writer.writeEndOfFile();
+        }
+        sink.finish();
+      },
+      [](Napi::Env env) -> Napi::Value { return env.Undefined(); }, {info[1]});
 }
 
 // readTorchFile(path) -> Promise<value>: a file written by Python's torch.save (e.g. pytorch_model.bin).
@@ -237,19 +263,23 @@ Napi::Value ReadTorchFile(const Napi::CallbackInfo& info) {
   std::string path = info[0].ToString();
   auto value = std::make_shared<c10::IValue>();
   auto host = std::make_shared<HostTensors>();
-  return Task::Run(env, [path, value, host] {
-    if (!std::ifstream(path, std::ios::binary)) throw std::runtime_error("cannot open " + path);
-    try {
-      caffe2::serialize::PyTorchStreamReader reader(path);
-      *value = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(path + " is not a readable torch.save file: " + errorMessage(e));
-    }
-    collectTensors(*value, *host);
-  }, [value, host](Napi::Env env) -> Napi::Value {
-    size_t next = 0;
-    return toJs(env, *value, *host, next);
-  }, {});
+  return Task::Run(
+      env,
+      [path, value, host] {
+        if (!std::ifstream(path, std::ios::binary)) throw std::runtime_error("cannot open " + path);
+        try {
+          caffe2::serialize::PyTorchStreamReader reader(path);
+          *value = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
+        } catch (const std::exception& e) {
+          throw std::runtime_error(path + " is not a readable torch.save file: " + errorMessage(e));
+        }
+        collectTensors(*value, *host);
+      },
+      [value, host](Napi::Env env) -> Napi::Value {
+        size_t next = 0;
+        return toJs(env, *value, *host, next);
+      },
+      {});
 }
 
 }  // namespace

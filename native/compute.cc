@@ -59,7 +59,7 @@ class Thread {
         jobs_.pop_front();
         started_++;
       }
-      job();   // jobs catch their own exceptions (post's callers, run)
+      job();  // jobs catch their own exceptions (post's callers, run)
       job = nullptr;
       std::lock_guard<std::mutex> lock(mu_);
       finished_++;
@@ -70,7 +70,7 @@ class Thread {
   std::mutex mu_;
   std::condition_variable ready_, finished_cv_;
   std::deque<std::function<void()>> jobs_;
-  uint64_t started_ = 0, finished_ = 0;   // jobs taken from the queue, jobs done; guarded by mu_ (as below)
+  uint64_t started_ = 0, finished_ = 0;  // jobs taken from the queue, jobs done; guarded by mu_ (as below)
   bool exiting_ = false;
   std::thread::id id_;
   std::thread thread_;
@@ -100,9 +100,7 @@ void run(const std::function<void()>& job) {
   bool queued = t.post([&] {
     try {
       job();
-    } catch (...) {
-      error = std::current_exception();
-    }
+    } catch (...) { error = std::current_exception(); }
     std::lock_guard<std::mutex> lock(mu);
     done = true;
     cv.notify_one();

@@ -29,10 +29,14 @@ int64_t numel(const std::vector<int64_t>& shape) {
 
 const char* dtypeName(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "Float32Array";
-    case at::kDouble: return "Float64Array";
-    case at::kInt: return "Int32Array";
-    default: return "?";
+    case at::kFloat:
+      return "Float32Array";
+    case at::kDouble:
+      return "Float64Array";
+    case at::kInt:
+      return "Int32Array";
+    default:
+      return "?";
   }
 }
 

@@ -12,7 +12,8 @@ namespace penny {
 std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name);
 int64_t numel(const std::vector<int64_t>& shape);
 // Wraps a typed array's memory (no copy) as a tensor of `dtype`; the caller keeps the array alive.
-at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype, const std::vector<int64_t>& shape);
+at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype,
+                          const std::vector<int64_t>& shape);
 // On the compute thread: `t` as toTypedArray takes it, on the CPU and contiguous; float64 and int64 as float64,
 // every other dtype as float32. No copy when it already is.
 at::Tensor toHost(const at::Tensor& t);
@@ -30,16 +31,16 @@ std::string errorMessage(const std::exception& e);
 enum class ErrorKind { Type, Range, Native };
 ErrorKind errorKind(const std::exception& e);
 Napi::Error jsError(Napi::Env env, ErrorKind kind, const std::string& message);
-inline Napi::Error jsError(Napi::Env env, const std::exception& e) { return jsError(env, errorKind(e), errorMessage(e)); }
+inline Napi::Error jsError(Napi::Env env, const std::exception& e) {
+  return jsError(env, errorKind(e), errorMessage(e));
+}
 
 }  // namespace penny
 
 // Runs `body`; any c10::Error / std::exception becomes the JS error of its kind (jsError), carrying its message.
-#define PENNY_TRY(env, body)                                                  \
-  try {                                                                       \
-    body                                                                      \
-  } catch (const Napi::Error&) {                                              \
-    throw;                                                                    \
-  } catch (const std::exception& e) {                                         \
-    throw ::penny::jsError(env, e);                                           \
+#define PENNY_TRY(env, body)                                                \
+  try {                                                                     \
+    body                                                                    \
+  } catch (const Napi::Error&) { throw; } catch (const std::exception& e) { \
+    throw ::penny::jsError(env, e);                                         \
   }

@@ -9,13 +9,25 @@ namespace {
 // The op named `s`; false if there is none.
 bool parseOp(const std::string& s, Op* op) {
   static const std::unordered_map<std::string, Op> ops = {
-      {"conv2d", Op::Conv2d},       {"linear", Op::Linear},         {"layer_norm", Op::LayerNorm},
-      {"add", Op::Add},             {"mul", Op::Mul},               {"quick_gelu", Op::QuickGelu},
-      {"gelu", Op::Gelu},           {"relu", Op::Relu},             {"relu6", Op::Relu6},
-      {"softmax", Op::Softmax},     {"attention", Op::Attention},   {"reshape", Op::Reshape},
+      {"conv2d", Op::Conv2d},
+      {"linear", Op::Linear},
+      {"layer_norm", Op::LayerNorm},
+      {"add", Op::Add},
+      {"mul", Op::Mul},
+      {"quick_gelu", Op::QuickGelu},
+      {"gelu", Op::Gelu},
+      {"relu", Op::Relu},
+      {"relu6", Op::Relu6},
+      {"softmax", Op::Softmax},
+      {"attention", Op::Attention},
+      {"reshape", Op::Reshape},
       {"log_softmax", Op::LogSoftmax},
-      {"transpose", Op::Transpose}, {"concat", Op::Concat},         {"slice", Op::Slice},
-      {"expand_batch", Op::ExpandBatch}, {"mean", Op::Mean},     {"batch_norm", Op::BatchNorm},
+      {"transpose", Op::Transpose},
+      {"concat", Op::Concat},
+      {"slice", Op::Slice},
+      {"expand_batch", Op::ExpandBatch},
+      {"mean", Op::Mean},
+      {"batch_norm", Op::BatchNorm},
   };
   auto it = ops.find(s);
   if (it == ops.end()) return false;
@@ -82,7 +94,8 @@ constexpr int64_t kExplicitAttentionMaxTokens = 128;
 
 // A convolution whose windows tile the image (stride == kernel, no padding): ViT's patch embedding.
 static bool isPatchify(const at::Tensor& x, const at::Tensor& w, int64_t stride, int64_t padding) {
-  return padding == 0 && w.size(2) == stride && w.size(3) == stride && x.size(2) % stride == 0 && x.size(3) % stride == 0;
+  return padding == 0 && w.size(2) == stride && w.size(3) == stride && x.size(2) % stride == 0 &&
+         x.size(3) % stride == 0;
 }
 
 // Such a convolution as one GEMM over the patches: [B*h*w, Cin*P*P] x [Cin*P*P, Cout]. LibTorch's convolution
@@ -98,7 +111,8 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
   const auto& x = s[n.inputs[0]];
   switch (n.op) {
     case Op::Conv2d:
-      if (isPatchify(x, s[n.inputs[1]], n.ints[0], n.ints[1])) return patchify(x, s[n.inputs[1]], optional(s, n.inputs[2]));
+      if (isPatchify(x, s[n.inputs[1]], n.ints[0], n.ints[1]))
+        return patchify(x, s[n.inputs[1]], optional(s, n.inputs[2]));
       return at::conv2d(x, s[n.inputs[1]], optional(s, n.inputs[2]), n.ints[0], n.ints[1]);
     case Op::Linear:
       return at::linear(x, s[n.inputs[1]], optional(s, n.inputs[2]));
@@ -128,14 +142,18 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       const int64_t heads = n.ints[0], B = x.size(0), T = x.size(1), C = x.size(2);
       auto split = [&](const at::Tensor& t) { return t.view({B, T, heads, C / heads}).transpose(1, 2); };
       auto q = split(x), k = split(s[n.inputs[1]]), v = split(s[n.inputs[2]]);
-      auto o = T <= kExplicitAttentionMaxTokens
-                   ? at::matmul(at::softmax(at::matmul(q * std::pow(static_cast<double>(C / heads), -0.5), k.transpose(-2, -1)), -1), v)
-                   : at::scaled_dot_product_attention(q, k, v);
+      auto o =
+          T <= kExplicitAttentionMaxTokens
+              ? at::matmul(at::softmax(
+                               at::matmul(q * std::pow(static_cast<double>(C / heads), -0.5), k.transpose(-2, -1)), -1),
+                           v)
+              : at::scaled_dot_product_attention(q, k, v);
       return o.transpose(1, 2).reshape({B, T, C});
     }
     case Op::Reshape: {
       std::vector<int64_t> shape(n.ints);
-      for (size_t i = 0; i < shape.size(); i++) if (shape[i] == 0) shape[i] = x.size(i);
+      for (size_t i = 0; i < shape.size(); i++)
+        if (shape[i] == 0) shape[i] = x.size(i);
       return x.reshape(shape);
     }
     case Op::Transpose:

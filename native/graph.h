@@ -11,26 +11,43 @@
 namespace penny {
 
 enum class Op {
-  Conv2d, Linear, LayerNorm, Add, Mul, QuickGelu, Gelu, Relu, Relu6, Softmax, LogSoftmax, Attention,
-  Reshape, Transpose, Concat, Slice, ExpandBatch, Mean, BatchNorm,
+  Conv2d,
+  Linear,
+  LayerNorm,
+  Add,
+  Mul,
+  QuickGelu,
+  Gelu,
+  Relu,
+  Relu6,
+  Softmax,
+  LogSoftmax,
+  Attention,
+  Reshape,
+  Transpose,
+  Concat,
+  Slice,
+  ExpandBatch,
+  Mean,
+  BatchNorm,
 };
 
 struct Node {
   Op op;
-  std::vector<int> inputs;       // slot indices; -1 for an absent optional input (a bias)
-  int output;                    // slot index
-  std::vector<int64_t> ints;     // attributes, in the order src/model/lower.ts writes them
+  std::vector<int> inputs;    // slot indices; -1 for an absent optional input (a bias)
+  int output;                 // slot index
+  std::vector<int64_t> ints;  // attributes, in the order src/model/lower.ts writes them
   std::vector<double> floats;
-  std::vector<int> release;      // slots whose last reader is this node: freed right after it
+  std::vector<int> release;  // slots whose last reader is this node: freed right after it
 };
 
 struct Graph {
-  int numParams = 0;             // slots [0, numParams) are parameters
-  int inputSlot = 0;             // the image batch
+  int numParams = 0;  // slots [0, numParams) are parameters
+  int inputSlot = 0;  // the image batch
   int numSlots = 0;
   std::vector<Node> nodes;
-  std::unordered_map<std::string, int> outputs;   // name -> slot
-  bool logitsAreLogProbs = false;                 // loss 'nll': the logits output is log-probabilities already
+  std::unordered_map<std::string, int> outputs;  // name -> slot
+  bool logitsAreLogProbs = false;                // loss 'nll': the logits output is log-probabilities already
 };
 
 Graph parseGraph(const Napi::Object& lowered);

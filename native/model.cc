@@ -10,18 +10,19 @@
 namespace penny {
 
 Napi::Function Model::Define(Napi::Env env) {
-  return DefineClass(env, "NativeModel", {
-      InstanceMethod<&Model::Forward>("forward"),
-      InstanceMethod<&Model::TrainStep>("trainStep"),
-      InstanceMethod<&Model::LossAndGrads>("lossAndGrads"),
-      InstanceMethod<&Model::GetParams>("getParams"),
-      InstanceMethod<&Model::SetParams>("setParams"),
-      InstanceMethod<&Model::SetOptimizer>("setOptimizer"),
-      InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
-      InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
-      InstanceMethod<&Model::Dispose>("dispose"),
-      InstanceAccessor<&Model::Device>("device"),
-  });
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceMethod<&Model::Forward>("forward"),
+                         InstanceMethod<&Model::TrainStep>("trainStep"),
+                         InstanceMethod<&Model::LossAndGrads>("lossAndGrads"),
+                         InstanceMethod<&Model::GetParams>("getParams"),
+                         InstanceMethod<&Model::SetParams>("setParams"),
+                         InstanceMethod<&Model::SetOptimizer>("setOptimizer"),
+                         InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
+                         InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
+                         InstanceMethod<&Model::Dispose>("dispose"),
+                         InstanceAccessor<&Model::Device>("device"),
+                     });
 }
 
 // new NativeModel(lowered, params: [{name, shape, decay}], { device, dtype })
@@ -68,7 +69,8 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
   }
   PENNY_TRY(env, {
     compute::run([&] {
-      for (size_t i = 0; i < shapes.size(); i++) c.params.push_back(at::zeros(shapes[i], options).set_requires_grad(!c.buffer[i]));
+      for (size_t i = 0; i < shapes.size(); i++)
+        c.params.push_back(at::zeros(shapes[i], options).set_requires_grad(!c.buffer[i]));
     });
   })
 }
@@ -78,7 +80,8 @@ void Model::checkAlive(Napi::Env env) const {
 }
 
 int Model::paramIndex(Napi::Env env, const std::string& name) const {
-  for (size_t i = 0; i < core_->names.size(); i++) if (core_->names[i] == name) return static_cast<int>(i);
+  for (size_t i = 0; i < core_->names.size(); i++)
+    if (core_->names[i] == name) return static_cast<int>(i);
   throw Napi::Error::New(env, "no parameter named '" + name + "' in this model");
 }
 
@@ -101,7 +104,8 @@ static void targetsArg(const Napi::Value& v, Batch& b) {
   if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "targets must be a Float32Array");
   const int64_t n = static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength()), batch = b.x.size(0);
   if (n % batch != 0) {
-    throw Napi::TypeError::New(v.Env(), "targets has " + std::to_string(n) + " values, not a multiple of the batch " + std::to_string(batch));
+    throw Napi::TypeError::New(
+        v.Env(), "targets has " + std::to_string(n) + " values, not a multiple of the batch " + std::to_string(batch));
   }
   b.targets = viewTypedArray(v, "targets", at::kFloat, {batch, n / batch});
   b.keep.push_back(v);
@@ -114,7 +118,8 @@ static Batch batchArgs(const Napi::CallbackInfo& info, at::ScalarType dtype, boo
   b.keep = {info.This(), info[0]};
   if (withLabels) {
     if (!info[2].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "labels must be an Int32Array");
-    b.y = viewTypedArray(info[2], "labels", at::kInt, {static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength())});
+    b.y = viewTypedArray(info[2], "labels", at::kInt,
+                         {static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength())});
     if (b.y.size(0) != shape[0]) {
       throw Napi::TypeError::New(info.Env(), "labels has " + std::to_string(b.y.size(0)) + " entries for a batch of " +
                                                  std::to_string(shape[0]));
@@ -132,10 +137,13 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
   int slot = outputSlot(env, info[2].IsString() ? info[2].ToString().Utf8Value() : "logits");
   auto core = core_;
   auto out = std::make_shared<at::Tensor>();
-  return Task::Run(env, [core, batch, slot, out] {
-    c10::InferenceMode guard;
-    *out = toHost(runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false));
-  }, [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
+  return Task::Run(
+      env,
+      [core, batch, slot, out] {
+        c10::InferenceMode guard;
+        *out = toHost(runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false));
+      },
+      [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
 }
 
 // The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread:
@@ -163,53 +171,69 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   targetsArg(info[3].As<Napi::Object>().Get("targets"), batch);
   auto core = core_;
   auto result = std::make_shared<std::pair<double, at::Tensor>>();
-  return Task::Run(env, [core, batch, lr, result] {
-    auto& opt = *core->optimizer;
-    auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
-    opt.zero_grad(true);
-    loss.backward();
-    optim::step(opt, lr);
-    result->first = loss.item<double>();
-  }, [result](Napi::Env env) -> Napi::Value {
-    auto o = Napi::Object::New(env);
-    o.Set("loss", result->first);
-    o.Set("logits", toTypedArray(env, result->second));
-    return o;
-  }, batch.keep);
+  return Task::Run(
+      env,
+      [core, batch, lr, result] {
+        auto& opt = *core->optimizer;
+        auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
+        opt.zero_grad(true);
+        loss.backward();
+        optim::step(opt, lr);
+        result->first = loss.item<double>();
+      },
+      [result](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("loss", result->first);
+        o.Set("logits", toTypedArray(env, result->second));
+        return o;
+      },
+      batch.keep);
 }
 
-// lossAndGrads(pixels, shape, labels, targets?) -> Promise<{ loss, logits, grads: { name: Float32Array } }>: every trained
-// parameter's gradient (not the buffers'); no optimizer step.
+// lossAndGrads(pixels, shape, labels, targets?) -> Promise<{ loss, logits, grads: { name: Float32Array } }>: every
+// trained parameter's gradient (not the buffers'); no optimizer step.
 Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
   auto batch = batchArgs(info, core_->dtype, true);
   targetsArg(info[3], batch);
   auto core = core_;
-  struct Out { double loss; at::Tensor logits; std::vector<at::Tensor> grads; };
+  struct Out {
+    double loss;
+    at::Tensor logits;
+    std::vector<at::Tensor> grads;
+  };
   auto out = std::make_shared<Out>();
-  return Task::Run(env, [core, batch, out] {
-    auto loss = lossOf(core->graph, core->params, batch, core->device, &out->logits);
-    std::vector<at::Tensor> trained;
-    for (size_t i = 0; i < core->params.size(); i++) if (!core->buffer[i]) trained.push_back(core->params[i]);
-    auto grads = torch::autograd::grad({loss}, trained, {}, false, false, true);
-    out->loss = loss.item<double>();
-    for (size_t i = 0, j = 0; i < core->params.size(); i++) {
-      if (core->buffer[i]) { out->grads.emplace_back(); continue; }
-      const auto& gi = grads[j++];
-      out->grads.push_back(toHost(gi.defined() ? gi : at::zeros_like(core->params[i])));
-    }
-  }, [core, out](Napi::Env env) -> Napi::Value {
-    auto o = Napi::Object::New(env);
-    o.Set("loss", out->loss);
-    o.Set("logits", toTypedArray(env, out->logits));
-    auto g = Napi::Object::New(env);
-    for (size_t i = 0; i < out->grads.size(); i++) {
-      if (out->grads[i].defined()) g.Set(core->names[i], toTypedArray(env, out->grads[i]));
-    }
-    o.Set("grads", g);
-    return o;
-  }, batch.keep);
+  return Task::Run(
+      env,
+      [core, batch, out] {
+        auto loss = lossOf(core->graph, core->params, batch, core->device, &out->logits);
+        std::vector<at::Tensor> trained;
+        for (size_t i = 0; i < core->params.size(); i++)
+          if (!core->buffer[i]) trained.push_back(core->params[i]);
+        auto grads = torch::autograd::grad({loss}, trained, {}, false, false, true);
+        out->loss = loss.item<double>();
+        for (size_t i = 0, j = 0; i < core->params.size(); i++) {
+          if (core->buffer[i]) {
+            out->grads.emplace_back();
+            continue;
+          }
+          const auto& gi = grads[j++];
+          out->grads.push_back(toHost(gi.defined() ? gi : at::zeros_like(core->params[i])));
+        }
+      },
+      [core, out](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("loss", out->loss);
+        o.Set("logits", toTypedArray(env, out->logits));
+        auto g = Napi::Object::New(env);
+        for (size_t i = 0; i < out->grads.size(); i++) {
+          if (out->grads[i].defined()) g.Set(core->names[i], toTypedArray(env, out->grads[i]));
+        }
+        o.Set("grads", g);
+        return o;
+      },
+      batch.keep);
 }
 
 // getParams(names?) -> { name: Float32Array } (all parameters when names is omitted)
@@ -224,7 +248,11 @@ Napi::Value Model::GetParams(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < core_->params.size(); i++) which.push_back(static_cast<int>(i));
   }
   std::vector<at::Tensor> host(which.size());
-  PENNY_TRY(env, { compute::run([&] { for (size_t k = 0; k < which.size(); k++) host[k] = toHost(core_->params[which[k]]); }); })
+  PENNY_TRY(env, {
+    compute::run([&] {
+      for (size_t k = 0; k < which.size(); k++) host[k] = toHost(core_->params[which[k]]);
+    });
+  })
   // On the CPU the host tensors are the parameters themselves: nothing changes them before this returns, since only
   // this thread queues work on this model.
   auto o = Napi::Object::New(env);
@@ -276,7 +304,8 @@ void Model::SetOptimizer(const Napi::CallbackInfo& info) {
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setOptimizer(options): options must be an object");
   auto o = info[0].As<Napi::Object>();
   auto num = [&](const char* k) {
-    if (!o.Get(k).IsNumber()) throw Napi::TypeError::New(env, std::string("optimizer option '") + k + "' must be a number");
+    if (!o.Get(k).IsNumber())
+      throw Napi::TypeError::New(env, std::string("optimizer option '") + k + "' must be a number");
     return o.Get(k).As<Napi::Number>().DoubleValue();
   };
   optim::Hyper h{num("lr"), num("beta1"), num("beta2"), num("eps"), num("weightDecay")};
@@ -292,7 +321,11 @@ Napi::Value Model::GetOptimizerState(const Napi::CallbackInfo& info) {
   checkAlive(env);
   std::vector<std::pair<size_t, optim::Moments>> state;
   auto& c = *core_;
-  PENNY_TRY(env, { compute::run([&] { if (c.optimizer) state = optim::exportState(*c.optimizer, c.params); }); })
+  PENNY_TRY(env, {
+    compute::run([&] {
+      if (c.optimizer) state = optim::exportState(*c.optimizer, c.params);
+    });
+  })
   // As in getParams, the host tensors may be the live state itself.
   auto o = Napi::Object::New(env);
   for (const auto& [i, m] : state) {
@@ -318,16 +351,18 @@ void Model::SetOptimizerState(const Napi::CallbackInfo& info) {
   for (uint32_t k = 0; k < keys.Length(); k++) {
     std::string name = keys.Get(k).ToString();
     int i = paramIndex(env, name);
-    if (!in.Get(name).IsObject()) throw Napi::TypeError::New(env, "setOptimizerState: state['" + name + "'] must be an object");
+    if (!in.Get(name).IsObject())
+      throw Napi::TypeError::New(env, "setOptimizerState: state['" + name + "'] must be an object");
     auto e = in.Get(name).As<Napi::Object>();
     const auto& p = c.params[i];
     double step = e.Get("step").IsNumber() ? e.Get("step").As<Napi::Number>().DoubleValue() : -1;
     if (!(step >= 0 && step <= 9.0e15 && step == std::floor(step))) {
       throw Napi::RangeError::New(env, "setOptimizerState: state['" + name + "'].step must be an integer >= 0");
     }
-    state.push_back({static_cast<size_t>(i), {static_cast<int64_t>(step),
-                     source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
-                     source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)}});
+    state.push_back({static_cast<size_t>(i),
+                     {static_cast<int64_t>(step),
+                      source(env, p, e.Get("expAvg"), "optimizer state['" + name + "'].expAvg", c.dtype),
+                      source(env, p, e.Get("expAvgSq"), "optimizer state['" + name + "'].expAvgSq", c.dtype)}});
   }
   PENNY_TRY(env, { compute::run([&] { optim::importState(*c.optimizer, c.params, state); }); })
 }
@@ -346,8 +381,6 @@ void Model::Dispose(const Napi::CallbackInfo& info) {
   c.disposed = true;
 }
 
-Napi::Value Model::Device(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), core_->device.str());
-}
+Napi::Value Model::Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), core_->device.str()); }
 
 }  // namespace penny

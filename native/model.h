@@ -24,7 +24,7 @@ class Model : public Napi::ObjectWrap<Model> {
     std::vector<std::string> names;
     std::vector<at::Tensor> params;
     std::vector<bool> decay;
-    std::vector<bool> buffer;   // batch norm's running statistics: no gradient, not in the optimizer
+    std::vector<bool> buffer;  // batch norm's running statistics: no gradient, not in the optimizer
     std::unique_ptr<torch::optim::AdamW> optimizer;
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;

@@ -45,11 +45,12 @@ void step(torch::optim::AdamW& opt, double lr) {
       grads.push_back(p.grad());
       expAvgs.push_back(s.exp_avg());
       expAvgSqs.push_back(s.exp_avg_sq());
-      steps.push_back(at::scalar_tensor(static_cast<double>(s.step()), at::TensorOptions().dtype(at::kFloat).device(p.device())));
+      steps.push_back(
+          at::scalar_tensor(static_cast<double>(s.step()), at::TensorOptions().dtype(at::kFloat).device(p.device())));
     }
     if (params.empty()) continue;
-    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, {}, steps, o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()),
-                      o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
+    at::_fused_adamw_(params, grads, expAvgs, expAvgSqs, {}, steps, o.lr(), std::get<0>(o.betas()),
+                      std::get<1>(o.betas()), o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
   }
 }
 

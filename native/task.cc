@@ -14,9 +14,9 @@ namespace penny {
 // job running then.
 struct Task::Link {
   std::mutex mu;
-  bool alive = true;               // guarded by mu
+  bool alive = true;  // guarded by mu
   napi_threadsafe_function tsfn = nullptr;
-  int pending = 0;                 // main thread only
+  int pending = 0;  // main thread only
 };
 
 namespace {
@@ -43,16 +43,19 @@ std::shared_ptr<Task::Link> linkOf(Napi::Env env) {
 
 void Task::Setup(Napi::Env env) {
   auto link = std::make_shared<Link>();
-  napi_status s = napi_create_threadsafe_function(env, nullptr, nullptr, Napi::String::New(env, "penny-native"), 0, 1,
-                                                  new std::shared_ptr<Link>(link), onFinalize, nullptr, Settle,
-                                                  &link->tsfn);
+  napi_status s =
+      napi_create_threadsafe_function(env, nullptr, nullptr, Napi::String::New(env, "penny-native"), 0, 1,
+                                      new std::shared_ptr<Link>(link), onFinalize, nullptr, Settle, &link->tsfn);
   if (s != napi_ok) throw Napi::Error::New(env, "penny-native: cannot create a thread-safe function");
   napi_unref_threadsafe_function(env, link->tsfn);
   env.SetInstanceData(new std::shared_ptr<Link>(link));
 }
 
 Task::Task(Napi::Env env, Work work, Done done, const std::vector<Napi::Value>& keepAlive, std::shared_ptr<Link> link)
-    : deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)), link_(std::move(link)) {
+    : deferred_(Napi::Promise::Deferred::New(env)),
+      work_(std::move(work)),
+      done_(std::move(done)),
+      link_(std::move(link)) {
   for (const auto& v : keepAlive) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
 }
 
@@ -64,7 +67,7 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const std::vector<N
   bool queued = compute::post([t, link] {
     {
       std::lock_guard<std::mutex> lock(link->mu);
-      if (!link->alive) return;   // the environment is gone: so are the task's promise and references; leave it
+      if (!link->alive) return;  // the environment is gone: so are the task's promise and references; leave it
     }
     try {
       t->work_();
@@ -77,7 +80,7 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const std::vector<N
     // The queue is unbounded: this never blocks.
     if (link->alive) napi_call_threadsafe_function(link->tsfn, t, napi_tsfn_nonblocking);
   });
-  if (!queued) {   // after shutdown: a promise nothing would ever settle
+  if (!queued) {  // after shutdown: a promise nothing would ever settle
     t->failed_ = true;
     t->error_ = "penny-native: the process is exiting; no more work is taken";
     t->settle(env);
@@ -90,7 +93,7 @@ Napi::Promise Task::Run(Napi::Env env, Work work, Done done, const std::vector<N
 // On the main thread, once the work has run.
 void Task::Settle(napi_env rawEnv, napi_value, void*, void* data) {
   auto* t = static_cast<Task*>(data);
-  if (rawEnv == nullptr) return;   // torn down meanwhile: as above
+  if (rawEnv == nullptr) return;  // torn down meanwhile: as above
   try {
     t->settle(Napi::Env(rawEnv));
   } catch (...) {
@@ -106,9 +109,7 @@ void Task::settle(Napi::Env env) {
   Napi::Value result;
   try {
     result = done_(env);
-  } catch (const Napi::Error& e) {
-    return deferred_.Reject(e.Value());
-  } catch (const std::exception& e) {
+  } catch (const Napi::Error& e) { return deferred_.Reject(e.Value()); } catch (const std::exception& e) {
     return deferred_.Reject(jsError(env, e).Value());
   }
   deferred_.Resolve(result);

@@ -187,7 +187,7 @@ describe('runs that cannot be', () => {
   it('a config whose YAML aliases expand without bound: exit 2 at once', async () => {
     const bomb = 'l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n' +
       Array.from({ length: 8 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(10).fill(`*l${i}`).join(', ')}]\n`).join('');
-    const { cwd, config } = scratchRun((y) => bomb + y.replace(/(side:\n)/, '$1  seed: *l8\n').replace(/(side:\n[\s\S]*?)\n  seed: 42/, '$1'));
+    const { cwd, config } = scratchRun((y) => bomb + y.replace(/(side:\n)/, '$1  seed: *l8\n').replace(/(side:\n[\s\S]*?)\n {2}seed: 42/, '$1'));
     const r = await runCli([...TINY, '--config_file', config], cwd);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/expands to more than 100000 values \(YAML aliases/);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 import { createModelFromGraph, GraphBuilder, type Graph } from '../src/index.js';
 import { numel } from '../src/model/graph.js';
 import { Rng } from '../src/util/rng.js';
@@ -62,6 +63,10 @@ export interface CliRun {
   stderr: string;
 }
 
+/** CLI runs still going: a test that timed out must not leave its run training on (one did, for 27 minutes). */
+const running = new Set<ChildProcess>();
+afterAll(() => { for (const c of running) c.kill('SIGKILL'); });
+
 /** Runs the CLI from source in `cwd`; resolves with its exit status and output (`child` is there to signal it). */
 export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, limits: { fileSizeKb?: number } = {}): Promise<CliRun> & { child: ChildProcess } {
   const argv = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src', 'cli.ts'), ...args];
@@ -69,6 +74,8 @@ export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {},
   const child = limits.fileSizeKb === undefined
     ? spawn(process.execPath, argv, { cwd, env: { ...process.env, ...env } })
     : spawn('bash', ['-c', `ulimit -f ${limits.fileSizeKb}; exec "$0" "$@"`, process.execPath, ...argv], { cwd, env: { ...process.env, ...env } });
+  running.add(child);
+  child.on('close', () => running.delete(child));
   const done = new Promise<CliRun>((resolve) => {
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
