@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { exportCheckpoint, train } from './train/train.js';
+import { PACKAGE_VERSION } from './version.js';
 
 // sharp decodes on libuv's pool (the native steps run on their own compute thread): room for the loader's batches of
 // decodes in flight, set before anything starts the pool.
@@ -31,6 +32,7 @@ const positiveInt = (name: string) => (v: string) => {
 export function buildProgram(): Command {
   const program = new Command('penny-train')
     .description('Train a Penny AI classifier (side, orientation, date, mint) and export it to ONNX (fp32, int8).')
+    .version(PACKAGE_VERSION, '-V, --version', 'print the version')
     .addOption(new Option('-m, --model_key <key>', 'the model to train (a section of the config)').choices(MODEL_KEYS))
     .option('--epochs <n>', 'override num_epochs', positiveInt('--epochs'))
     .option('--batch_size <n>', 'override batch_size (alias --batch-size)', positiveInt('--batch_size'))

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { listFiles, runCli, scratchRun } from './helpers.js';
+import { listFiles, ROOT, runCli, scratchRun } from './helpers.js';
 
 const SANITY = ['-m', 'side', '--epochs', '1', '--batch_size', '8', '--device', 'cpu', '--data_examples'];
 
@@ -43,6 +43,12 @@ describe('penny-train CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/mint_best\.pt holds a clip_vit_tiny model, but the config asks for coin_clip_vit_b32/);
     expect(listFiles(path.join(other.cwd, 'models'))).toEqual([]);
+  });
+
+  it('prints its version with --version and exits 0', async () => {
+    const r = await runCli(['--version'], process.cwd());
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
   });
 
   it('prints a true --help and exits 0', async () => {

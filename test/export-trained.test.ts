@@ -26,6 +26,12 @@ describe('exported models of a trained clip_vit_tiny', () => {
       expect(JSON.parse(meta.label_map)).toEqual(r.labelMap);
       expect(meta).toMatchObject({ model_type: 'side', backbone: 'clip_vit_tiny', img_size: '[32,32]', pretrained: 'none (random init)' });
       expect(Number(meta.parity_max_abs_diff)).toBeLessThan(1e-4);
+      // the file says how to feed it, and which penny-train wrote it
+      expect(JSON.parse(meta.preprocess)).toEqual({
+        size: [32, 32], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [0.48145466, 0.4578275, 0.40821073],
+        std: [0.26862954, 0.26130258, 0.27577711], region: 'image', fit: 'cover', alignRoi: false, resample: 'exif-upright, bilinear 2x2 supersampled',
+      });
+      expect(readModel(r.onnx.fp32!).producerVersion).toBe(JSON.parse(fs.readFileSync(path.join(home, 'package.json'), 'utf8')).version);
 
       const cfg = { ...loadConfig('side', config), data_root: 'data_examples/' };
       const test = (await buildIndex(cfg)).test;

@@ -19,7 +19,7 @@ import sharp from 'sharp';
 import type { Augment, TrainingConfig } from '../config/config.js';
 import { hashSeed, Rng } from '../util/rng.js';
 import type { Sample } from './dataset.js';
-import type { View } from './roi.js';
+import { ROI_PAD, type View } from './roi.js';
 
 export type Fit = 'cover' | 'letterbox' | 'stretch';
 
@@ -45,6 +45,43 @@ export function imageSpec(cfg: TrainingConfig): ImageSpec {
   const roi = cfg.model_type === 'date' || cfg.model_type === 'mint';
   const fit: Fit = !roi || cfg.roi_fit === 'crop' ? 'cover' : cfg.roi_fit;
   return { height: cfg.img_size[0], width: cfg.img_size[1], fit, mean: cfg.mean, std: cfg.std };
+}
+
+/**
+ * How an image becomes the model's input, written into every exported model's metadata (`preprocess`, JSON), so
+ * that a model file says how to feed it: what the eval transform (decode, region, fit, resample, normalise) does.
+ */
+export interface PreprocessRecipe {
+  /** [height, width] of the input tensor, NCHW, RGB, float32 */
+  size: [number, number];
+  layout: 'NCHW';
+  channels: 'RGB';
+  /** pixel values are divided by this, then normalised: (x / scale - mean[c]) / std[c] */
+  scale: 255;
+  mean: number[];
+  std: number[];
+  /** the whole image, or the model's ROI from the ROI file (date_roi / mint_mark_roi) */
+  region: 'image' | 'date_roi' | 'mint_mark_roi';
+  /** ROI regions: each side grown by this fraction of the box's width/height, clipped to the image */
+  roiPad?: number;
+  /** how the region fills [height, width]: cover (scale to fill, centre crop), letterbox (fit, edge pixels fill), stretch */
+  fit: Fit;
+  /** ROI regions read upright: turned back by the coin's angle (degrees, counter-clockwise, the metadata's `angle`) */
+  alignRoi: boolean;
+  /** alignRoi: the upright ROI aspect (width / height) where the box's bounds and the angle do not give it */
+  roiAspect?: number;
+  /** EXIF orientation applied first; decode at 2x the input resolution, each output pixel the mean of 2x2 bilinear samples */
+  resample: 'exif-upright, bilinear 2x2 supersampled';
+}
+
+export function preprocessRecipe(cfg: TrainingConfig, roiAspect?: number): PreprocessRecipe {
+  const spec = imageSpec(cfg);
+  const region = cfg.model_type === 'date' ? 'date_roi' : cfg.model_type === 'mint' ? 'mint_mark_roi' : 'image';
+  return {
+    size: [spec.height, spec.width], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [...spec.mean], std: [...spec.std],
+    region, ...(region !== 'image' && { roiPad: ROI_PAD }), fit: spec.fit, alignRoi: region !== 'image' && cfg.align_roi,
+    ...(roiAspect !== undefined && { roiAspect }), resample: 'exif-upright, bilinear 2x2 supersampled',
+  };
 }
 
 const SUPERSAMPLE = 2;

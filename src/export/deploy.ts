@@ -4,9 +4,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
-import { imageSpec, type ImageCache } from '../data/images.js';
+import { imageSpec, preprocessRecipe, type ImageCache } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
 import { InterruptedError, UsageError } from '../errors.js';
+import { PACKAGE_VERSION } from '../version.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
 import { argmaxRows, Tally, type Metrics } from '../train/metrics.js';
@@ -68,8 +69,9 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const metadata = pennyMetadata({
     labelMap, modelType: key, backbone: cfg.backbone, imgSize: cfg.img_size, mean: cfg.mean, std: cfg.std,
     pretrained: ctx.pretrained ?? 'none (random init)',
+    extra: { preprocess: JSON.stringify(preprocessRecipe(cfg, index.roiAspect)) },
   });
-  let fp32 = modelToOnnx(model, { metadata });
+  let fp32 = modelToOnnx(model, { metadata, producerVersion: PACKAGE_VERSION });
   if (cfg.imx500_compatible) {
     fp32 = makeImx500Compatible(fp32, { batch: 'dynamic' });
     // The file keeps its dynamic batch; the sensor runs batch 1, where the batch-size plumbing folds away.
