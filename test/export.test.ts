@@ -56,6 +56,27 @@ describe('fp32 export', () => {
     cnn.dispose();
   });
 
+  it('cnn_small_relief: the relief filter sums to zero per channel (a flat image has no relief), is a buffer training leaves alone, and ONNX agrees', async () => {
+    const m = await createModel({ backbone: 'cnn_small_relief', numClasses: C, imageSize: S, seed: 3, threads: 2 });
+    const w0 = Float32Array.from(m.getParams()['relief.weight']);
+    // per channel: 1 at the centre, minus 1/25 everywhere (5 x 5), nothing across channels
+    expect(w0.length).toBe(3 * 3 * 5 * 5);
+    expect(w0[(0 * 3 + 0) * 25 + 12]).toBeCloseTo(1 - 1 / 25, 7);
+    expect(w0[(1 * 3 + 0) * 25 + 12]).toBe(0);
+    for (let c = 0; c < 3; c++) expect(w0.slice((c * 3 + c) * 25, (c * 3 + c + 1) * 25).reduce((a, b) => a + b, 0)).toBeCloseTo(0, 6);
+    for (let i = 0; i < 3; i++) await m.trainStep(x, shapeOf(N), y, { lr: 2e-3 });
+    expect(m.getParams()['relief.weight']).toEqual(w0);
+    const onnx = emitOnnx(m.graph, m.getParams());
+    expect(opHistogram(onnx).Conv).toBe(7);   // the relief filter, the stem, five stages
+    expect((await onnxParity(encodeModel(onnx), sub(4), shapeOf(4), await m.predict(sub(4), shapeOf(4)))).maxAbsDiff).toBeLessThan(1e-4);
+    // int8 would leave ~7% of the raw image in the relief (its small taps round unevenly): that conv stays float
+    const { model: q } = await quantizeInt8(onnx, { calibration: [{ data: sub(12), shape: shapeOf(12) }, { data: sub(12, 12), shape: shapeOf(12) }] });
+    expect(q.graph.initializer.find((t) => t.name === 'relief.weight')?.dataType).toBe(1);   // FLOAT
+    expect((await onnxruntimeOpTypes(encodeModel(q))).QLinearConv).toBe(6);
+    expect(top1Agreement(await runOnnx(encodeModel(q), x, shapeOf(N)), await m.predict(x, shapeOf(N)), C)).toBeGreaterThanOrEqual(0.95);
+    m.dispose();
+  });
+
   it('exports a batch norm that follows no conv as BatchNormalization', async () => {
     const g = new GraphBuilder('pixels');
     const bn = g.batchNorm(g.input, 'bn', 3);

@@ -46,6 +46,12 @@ export const BACKBONES = {
     kind: 'cnn',
     config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'flatten' },
   },
+  /** cnn_small reading the relief (the image minus its 5 x 5 local mean): designs, not colours (side) */
+  cnn_small_relief: {
+    name: 'cnn_small_relief',
+    kind: 'cnn',
+    config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'mean', relief: 5 },
+  },
 } satisfies Record<string, Backbone>;
 
 export type BackboneName = keyof typeof BACKBONES;

@@ -18,12 +18,21 @@ export interface CnnConfig {
    * kept, so where a feature lies counts: an orientation is a layout, which the mean throws away; fixed input size).
    */
   pool: 'mean' | 'flatten';
+  /**
+   * Relief input: each channel minus its k x k local mean (a fixed conv, a buffer: saved, never trained) before the
+   * stem, so the first layers see the coin's relief rather than its colour and lighting. Absent: the raw image.
+   */
+  relief?: number;
 }
 
 export function buildCnn(cfg: CnnConfig, numClasses: number, head?: HeadSpec): Graph {
   const g = new GraphBuilder('pixels');
   let x = g.input;
   let cin = 3;
+  if (cfg.relief) {
+    const w = g.param('relief.weight', [3, 3, cfg.relief, cfg.relief], { kind: 'highpass' }, false, true);
+    x = g.op('conv2d', [x, w, ''], { stride: 1, padding: (cfg.relief - 1) / 2 });
+  }
   const stage = (name: string, cout: number, stride: number) => {
     const w = g.param(`${name}.conv.weight`, [cout, cin, 3, 3], { kind: 'normal', std: Math.sqrt(2 / (cin * 9)) }, true);
     x = g.op('relu', [g.batchNorm(g.op('conv2d', [x, w, ''], { stride, padding: 1 }), `${name}.bn`, cout)], {});

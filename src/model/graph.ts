@@ -31,7 +31,9 @@ export type Init =
   | { kind: 'normal'; std: number }
   | { kind: 'uniform'; bound: number }
   | { kind: 'zeros' }
-  | { kind: 'ones' };
+  | { kind: 'ones' }
+  /** a conv weight [C, C, k, k] that keeps each channel minus its k x k mean (a fixed high-pass) */
+  | { kind: 'highpass' };
 
 export interface ParamSpec {
   name: string;

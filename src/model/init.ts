@@ -16,6 +16,15 @@ export function initParam(p: ParamSpec, seed: number): Float32Array {
       for (let i = 0; i < out.length; i++) out[i] = rng.normal() * init.std;
       break;
     }
+    case 'highpass': {
+      const [c, , k] = p.shape;
+      for (let ch = 0; ch < c; ch++) {
+        const base = (ch * c + ch) * k * k;
+        for (let i = 0; i < k * k; i++) out[base + i] = -1 / (k * k);
+        out[base + ((k - 1) / 2) * k + (k - 1) / 2] += 1;
+      }
+      break;
+    }
     case 'uniform': {
       const rng = new Rng(hashSeed(seed, p.name));
       for (let i = 0; i < out.length; i++) out[i] = (rng.next() * 2 - 1) * init.bound;
