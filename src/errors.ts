@@ -34,6 +34,11 @@ export class InterruptedError extends Error {
   }
 }
 
+/** Throws the InterruptedError of an aborted run (`saved`: the checkpoint that holds its state), else nothing. */
+export function throwIfAborted(signal: AbortSignal | undefined, saved?: string): void {
+  if (signal?.aborted) throw new InterruptedError(saved, signal.reason);
+}
+
 /** Lists up to 20 problems and counts the rest. */
 export function listProblems(title: string, problems: string[]): string {
   const shown = problems.slice(0, 20).map((p) => `  - ${p}`).join('\n');

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { listFiles, ROOT, runCli, scratchRun } from './helpers.js';
+import { listFiles, ROOT, runCli, scratchRun, waitForFile } from './helpers.js';
 
 const SANITY = ['-m', 'side', '--epochs', '1', '--batch_size', '8', '--device', 'cpu', '--data_examples'];
 
@@ -96,10 +96,7 @@ describe('penny-train CLI', () => {
   it('exits 130 on Ctrl-C after writing _last.pt, which --resume continues from', async () => {
     const { cwd, config } = scratchRun((y) => y.replace(/num_epochs: \d+/g, 'num_epochs: 30'));
     const child = runCli(['-m', 'side', '--batch_size', '8', '--data_examples', '--config_file', config], cwd);
-    const started = Date.now();
-    while (!fs.existsSync(path.join(cwd, 'output/checkpoints/side_last.pt')) && Date.now() - started < 60_000) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForFile(path.join(cwd, 'output/checkpoints/side_last.pt'));
     child.child.kill('SIGINT');
     const r = await child;
     expect(r.code, r.stderr).toBe(130);

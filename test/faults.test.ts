@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { nativeInfo, readTorchFile } from '../src/backend/native.js';
 import { InterruptedError } from '../src/errors.js';
 import { train } from '../src/train/train.js';
-import { cleanStaleTemps, writeFileAtomic, WriteError } from '../src/util/atomic.js';
-import { listFiles, runCli, scratchRun } from './helpers.js';
+import { cleanStaleTemps, writeFileAtomicSync, WriteError } from '../src/util/atomic.js';
+import { listFiles, runCli, scratchRun, waitForFile } from './helpers.js';
 
 const TINY = ['-m', 'side', '--batch_size', '8', '--threads', '1', '--data_examples'];
 const temps = (dir: string) => listFiles(dir).filter((f) => /\.tmp-\d+/.test(f));
@@ -30,13 +30,13 @@ describe('writes', () => {
   it('a file that cannot be written: WriteError naming it, the old file intact, no temporary left', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'penny-atomic-'));
     const file = path.join(dir, 'a.json');
-    await writeFileAtomic(file, 'good');
+    writeFileAtomicSync(file, 'good');
     fs.mkdirSync(path.join(dir, 'sub'));
     fs.writeFileSync(path.join(dir, 'sub', 'x'), '');
     // a file where a folder should be: ENOTDIR (root ignores permission bits, so this is the fault tests can make)
     const below = path.join(dir, 'sub', 'x', 'deeper', 'b.json');
-    await expect(writeFileAtomic(below, 'new')).rejects.toThrow(WriteError);
-    await expect(writeFileAtomic(below, 'new')).rejects.toThrow(/cannot write .*sub\/x\/deeper\/b\.json: a part of the path is not a folder \(ENOTDIR\)/);
+    expect(() => writeFileAtomicSync(below, 'new')).toThrow(WriteError);
+    expect(() => writeFileAtomicSync(below, 'new')).toThrow(/cannot write .*sub\/x\/deeper\/b\.json: a part of the path is not a folder \(ENOTDIR\)/);
     expect(fs.readFileSync(file, 'utf8')).toBe('good');
     expect(temps(dir)).toEqual([]);
   });
@@ -100,10 +100,7 @@ describe('signals', () => {
   it('SIGTERM stops like Ctrl-C: the step finishes, _last.pt is written, exit 143', async () => {
     const { cwd, config } = scratchRun((y) => y.replace(/num_epochs: \d+/g, 'num_epochs: 30'));
     const child = runCli([...TINY, '--config_file', config], cwd);
-    const started = Date.now();
-    while (!fs.existsSync(path.join(cwd, 'output/checkpoints/side_last.pt')) && Date.now() - started < 60_000) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitForFile(path.join(cwd, 'output/checkpoints/side_last.pt'));
     child.child.kill('SIGTERM');
     const r = await child;
     expect(r.code, r.stderr).toBe(143);
@@ -165,8 +162,7 @@ describe('kill -9', () => {
       const last = path.join(cwd, 'output/checkpoints/side_last.pt');
       // the first run is killed once it has written a checkpoint, after a random further delay
       const first = runCli(args(config), cwd);
-      const started = Date.now();
-      while (!fs.existsSync(last) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 20));
+      await waitForFile(last, 20);
       await new Promise((r) => setTimeout(r, Math.floor(((t * 7919) % 1000) * 1.5)));
       first.child.kill('SIGKILL');
       const killed = await first;

@@ -85,6 +85,12 @@ export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {},
   return Object.assign(done, { child });
 }
 
+/** Resolves once `file` exists (polled every `pollMs`), or after 60 s in any case: the caller's assertions then tell. */
+export async function waitForFile(file: string, pollMs = 100): Promise<void> {
+  const started = Date.now();
+  while (!fs.existsSync(file) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, pollMs));
+}
+
 /** Every file under `dir`, relative to it. */
 export function listFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];

@@ -1,8 +1,8 @@
 // The tensor backends behind one door: the model layer names a backend and gets the contract (types.ts), nothing
 // of how it runs. Both consume the graph IR (src/model/graph.ts, lower.ts).
 import type { Graph } from '../model/graph.js';
-import { JsBackend } from './js/index.js';
-import { NativeBackend, setNumThreads } from './native.js';
+import { checkJsDevice, JsBackend } from './js/backend.js';
+import { checkDevice, NativeBackend, setNumThreads } from './native.js';
 import type { Backend, DType } from './types.js';
 
 export type BackendKind = Backend['kind'];
@@ -14,11 +14,17 @@ export interface BackendOptions {
   threads?: number;
 }
 
+/**
+ * A UsageError when backend `kind` cannot run on `device`: the check each backend's constructor makes, for callers
+ * that want it before any work (train() checks before reading the data).
+ */
+export function checkBackendDevice(kind: BackendKind, device: string): void {
+  if (kind === 'js') checkJsDevice(device);
+  else checkDevice(device);
+}
+
 export function createBackend(kind: BackendKind, graph: Graph, options: BackendOptions): Backend {
   if (kind !== 'native' && kind !== 'js') throw new TypeError(`backend must be 'native' or 'js', got '${String(kind)}'`);
-  if (kind === 'js' && options.device !== 'cpu') {
-    throw new Error(`the js backend runs on device 'cpu' only, not '${options.device}'; use backend 'native' for other devices`);
-  }
   if (options.threads !== undefined) {
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new TypeError(`threads must be a positive integer, got ${options.threads}`);
     if (kind === 'native') setNumThreads(options.threads);

@@ -6,7 +6,7 @@ import type { TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
 import { imageSpec, preprocessRecipe, type ImageCache } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { throwIfAborted, UsageError } from '../errors.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
@@ -57,7 +57,7 @@ export interface ExportResult {
 
 export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const { model, cfg, index, labelMap, stamp, log, cache } = ctx;
-  const stopIfAborted = () => { if (ctx.signal?.aborted) throw new InterruptedError(ctx.saved, ctx.signal.reason); };
+  const stopIfAborted = () => throwIfAborted(ctx.signal, ctx.saved);
   const key = cfg.model_type;
   const spec = imageSpec(cfg);
   const calibrationCount = Math.min(cfg.calibration_samples, index.train.length);
@@ -139,18 +139,18 @@ async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], cfg: T
       tally.add(0, b.labels, argmaxRows(out, b.labels.length, classes), b.angles);
     }
     const { loss: _, ...figures } = tally.metrics();
-    results.push({ logits, figures, imgPerSec: tally.count / seconds, mb: bytes.length / 2 ** 20 });
+    results.push({ logits, figures, images: tally.count, imgPerSec: tally.count / seconds, mb: bytes.length / 2 ** 20 });
   }
   const [f, q] = results;
   const agreement = top1Agreement(q.logits, f.logits, classes);
   const pair = (name: string, a: number | undefined, b: number | undefined, digits: number, unit = '') =>
     a === undefined || b === undefined ? '' : `${name} ${a.toFixed(digits)} vs ${b.toFixed(digits)}${unit}, `;
   const task = pair('Angle MAE', q.figures.angleMae, f.figures.angleMae, 2, ' deg') + pair('Acc +-1', q.figures.accWithin1, f.figures.accWithin1, 4);
-  log.info(`INT8 vs fp32 on ${test.reduce((n, b) => n + b.labels.length, 0)} test images: acc ${q.figures.acc.toFixed(4)} vs ${f.figures.acc.toFixed(4)}, ` +
+  log.info(`INT8 vs fp32 on ${f.images} test images: acc ${q.figures.acc.toFixed(4)} vs ${f.figures.acc.toFixed(4)}, ` +
     `F1 (Macro) ${q.figures.f1Macro.toFixed(4)} vs ${f.figures.f1Macro.toFixed(4)}, ${task}top-1 agreement ${agreement.toFixed(4)}, ` +
     `size ${q.mb.toFixed(1)} MB vs ${f.mb.toFixed(1)} MB (${(q.mb / f.mb).toFixed(3)}x), ` +
     `onnxruntime ${q.imgPerSec.toFixed(1)} vs ${f.imgPerSec.toFixed(1)} img/s`);
-  return { images: test.reduce((n, b) => n + b.labels.length, 0), fp32: f.figures, int8: q.figures, top1Agreement: agreement };
+  return { images: f.images, fp32: f.figures, int8: q.figures, top1Agreement: agreement };
 }
 
 export type { ModelProto };

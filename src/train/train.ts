@@ -3,13 +3,14 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkDevice, nativeInfo } from '../backend/native.js';
+import { checkBackendDevice } from '../backend/index.js';
+import { nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex } from '../data/dataset.js';
 import { ImageCache, imageSpec } from '../data/images.js';
 import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js';
 import { batchCount, batches } from '../data/loader.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { throwIfAborted, UsageError } from '../errors.js';
 import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
 import type { HeadSpec } from '../model/graph.js';
@@ -116,25 +117,19 @@ function headText(cfg: TrainingConfig, projection: number, numClasses: number): 
 
 /** A device the build cannot give is a usage error, found before any data is read. */
 function checkDeviceOf(cfg: TrainingConfig): void {
-  if (!cfg.device) return;
-  if (cfg.backend === 'js' && cfg.device !== 'cpu') throw new UsageError(`device '${cfg.device}': the js backend runs on the cpu only`);
-  if (cfg.backend === 'native') checkDevice(cfg.device);
+  if (cfg.device) checkBackendDevice(cfg.backend, cfg.device);
 }
 
 const CHECKPOINT_DIR = path.join('output', 'checkpoints');
-const OUTPUT_DIRS = (cfg: TrainingConfig) => [CHECKPOINT_DIR, path.join('output', 'training_logs'), path.join('output', 'label_maps'), cfg.output_dir];
+/** the folders an export writes to (a training run adds CHECKPOINT_DIR) */
+const EXPORT_DIRS = (cfg: TrainingConfig) => [path.join('output', 'training_logs'), path.join('output', 'label_maps'), cfg.output_dir];
 
 /** Every output folder writable before hours of training depend on it; temporaries of dead runs removed. */
 function prepareOutputs(cfg: TrainingConfig): void {
-  for (const dir of OUTPUT_DIRS(cfg)) {
+  for (const dir of [CHECKPOINT_DIR, ...EXPORT_DIRS(cfg)]) {
     checkWritable(dir);
     cleanStaleTemps(dir);
   }
-}
-
-/** Throws the InterruptedError of an aborted run (`saved`: the checkpoint that holds its state). */
-function stopIfAborted(signal: AbortSignal | undefined, saved?: string): void {
-  if (signal?.aborted) throw new InterruptedError(saved, signal.reason);
 }
 
 /** The config's model on its device (default: cuda when the native build sees one, else cpu). */
@@ -163,7 +158,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   }
   const index = await buildIndex(cfg);
   if (resume) checkPosition(resume, index, cfg, options.resume!);
-  stopIfAborted(options.signal);
+  throwIfAborted(options.signal);
   prepareOutputs(cfg);
 
   const stamp = timestamp();
@@ -258,7 +253,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       if (options.signal?.aborted) {
         log.clearBar();
         await save(last, pos, tally.toJSON());
-        stopIfAborted(options.signal, last);
+        throwIfAborted(options.signal, last);
       }
       lr = lrAt(pos.step, schedule);
       const targets = cfg.label_smoothing_bins > 0 ? softTargets(key, b.labels, b.angles, model.numClasses, cfg.label_smoothing_bins) : undefined;
@@ -296,7 +291,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       await save(best, pos);
     }
     await save(last, pos);
-    stopIfAborted(options.signal, last);
+    throwIfAborted(options.signal, last);
     await options.onEpoch?.({
       epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
       valAcc: val.acc, valF1: val.f1Macro, valAngleMae: val.angleMae, valAccWithin1: val.accWithin1, lr, seconds, best: isBest,
@@ -304,7 +299,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   }
 
   // Test on the best weights.
-  stopIfAborted(options.signal, last);
+  throwIfAborted(options.signal, last);
   const bestState = fs.existsSync(best) ? await loadCheckpoint(best) : null;
   if (bestState && bestState.runId !== runId) {
     log.warn(`WARNING: ${best} was written by another run (${bestState.runId || 'one without a run id'}), not this one (${runId}): ` +
@@ -320,7 +315,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
   writeFileAtomicSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
 
-  stopIfAborted(options.signal, last);
+  throwIfAborted(options.signal, last);
   const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
   return {
     bestValF1,
@@ -344,7 +339,7 @@ export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOp
   checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
   checkDeviceOf(cfg);
   const index = await buildIndex(cfg);
-  for (const dir of OUTPUT_DIRS(cfg).slice(1)) checkWritable(dir);
+  for (const dir of EXPORT_DIRS(cfg)) checkWritable(dir);
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
   for (const w of index.warnings) log.warn(`data: ${w}`);

@@ -63,17 +63,12 @@ export async function writeAtomic(file: string, write: (tmp: string) => Promise<
   syncDir(path.dirname(file));
 }
 
-/** writeAtomic for bytes or text in hand. */
-export function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  return writeAtomic(file, (tmp) => writeAll(tmp, typeof data === 'string' ? Buffer.from(data) : data));
-}
-
-/** The same, synchronously (the ONNX writer and the label map). */
+/** Bytes or text in hand, written the same way, synchronously (the ONNX writer and the label map). */
 export function writeFileAtomicSync(file: string, data: Uint8Array | string): void {
   const tmp = tempPath(file);
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    writeAll(tmp, typeof data === 'string' ? Buffer.from(data) : data, true);
+    writeAll(tmp, typeof data === 'string' ? Buffer.from(data) : data);
     fs.renameSync(tmp, file);
   } catch (e) {
     try { fs.rmSync(tmp, { force: true }); } catch { /* already failing */ }
@@ -82,11 +77,12 @@ export function writeFileAtomicSync(file: string, data: Uint8Array | string): vo
   syncDir(path.dirname(file));
 }
 
-function writeAll(file: string, data: Uint8Array, sync = false): void {
+/** Creates `file` with `data`, synced to the disk. */
+function writeAll(file: string, data: Uint8Array): void {
   const fd = fs.openSync(file, 'wx', 0o644);
   try {
     for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, Math.min(data.length - off, 1 << 26));
-    if (sync) fs.fsyncSync(fd);
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }

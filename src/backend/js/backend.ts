@@ -1,6 +1,7 @@
 // The JS backend: the graph IR on Float32Array (or Float64Array) kernels with hand-written backward, cross-entropy
 // and AdamW as torch has them. The reference that keeps the native backend honest, and a fallback that needs no
 // native build (slow: one thread, no SIMD).
+import { UsageError } from '../../errors.js';
 import { adamGroup, type Graph, type OutputName } from '../../model/graph.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../types.js';
 import { AdamW } from './adamw.js';
@@ -11,6 +12,11 @@ import { alloc, numel, shapeStr, type Tensor } from './tensor.js';
 export interface JsBackendOptions {
   dtype?: DType;
   device?: string;
+}
+
+/** The JS backend's one device: anything else is a UsageError (exit 2). */
+export function checkJsDevice(device: string): void {
+  if (device !== 'cpu') throw new UsageError(`the js backend runs on device 'cpu' only, not '${device}'; use backend 'native' for other devices`);
 }
 
 export class JsBackend implements Backend {
@@ -29,7 +35,7 @@ export class JsBackend implements Backend {
 
   constructor(graph: Graph, options: JsBackendOptions = {}) {
     const { dtype = 'float32', device = 'cpu' } = options;
-    if (device !== 'cpu') throw new Error(`the js backend runs on 'cpu' only, not '${device}'; use backend 'native' for other devices`);
+    checkJsDevice(device);
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`options.dtype must be 'float32' or 'float64', got '${String(dtype)}'`);
     this.dtype = dtype;
     this.program = new Interpreter(graph);
