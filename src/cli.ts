@@ -3,6 +3,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
+import { addPredictCommand } from './predict/command.js';
 import { exportCheckpoint, train } from './train/train.js';
 import { PACKAGE_VERSION } from './version.js';
 
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
     .enablePositionalOptions()
+    .helpCommand(true)   // `penny-train help predict`: implicit only where the root has no action of its own
     .showHelpAfterError('(penny-train --help shows the usage)')
     .addHelpText('after', `
 Outputs (relative to the working directory):
@@ -80,6 +82,7 @@ Example (the original's sanity run):
         signal: stopOnSignals().signal,
       });
     });
+  addPredictCommand(program);
   return program;
 }
 
@@ -100,7 +103,9 @@ function stopOnSignals(): AbortController {
 }
 
 export async function main(argv = process.argv): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  // on every command: a subcommand's usage error must exit 2 too, not commander's own process.exit(1)
+  for (const c of [program, ...program.commands]) c.exitOverride();
   try {
     await program.parseAsync(normaliseArgv(argv));
     return 0;

@@ -9,4 +9,10 @@ export type { AdamState, Floats, OptimizerOptions, StepResult } from './backend/
 export * from './export/index.js';
 export { train, type TrainOptions, type TrainResult, type EpochReport, type Metrics } from './train/train.js';
 export { loadConfig, MODEL_KEYS, type ModelKey, type TrainingConfig } from './config/config.js';
+// prediction: trained models to answers (src/predict/)
+export { loadModel, type LoadedModel, type Classification, type ClassifyOptions, type Scored } from './predict/model.js';
+export { readCoin, readCoins, loadModels, type CoinModels, type CoinReading, type ReadOptions, type RoiReading } from './predict/read-coin.js';
+export { preprocess, displayedSize, type ImageInput, type RoiPlacement } from './predict/preprocess.js';
+export { findCoin, placeRoi, roiTemplate, iou, type Coin, type RoiTemplate } from './predict/locate.js';
+export { preprocessRecipe, type PreprocessRecipe } from './data/images.js';
 export { UsageError, ConfigError, DataError, InterruptedError } from './errors.js';

@@ -56,7 +56,7 @@ describe('checkpoints', () => {
     await saveCheckpoint(good, model, {
       position: { epoch: 0, batch: 1, step: 1 }, schedule: { baseLr: 1e-3, etaMin: 1e-6, warmupSteps: 2, totalSteps: 40 },
       bestValF1: -1, config: { num_epochs: 4, seed: 1, model_type: 'side' } as TrainingConfig, labelMap: LABELS, backbone: 'cnn_small',
-      numClasses: 5, pretrained: null, seed: 1, progress: null, valMetrics: null, bestScore: -Infinity, roiAspect: null, runId: 'test-run',
+      numClasses: 5, pretrained: null, seed: 1, progress: null, valMetrics: null, bestScore: -Infinity, roiAspect: null, roiLocator: { u: 0.5, v: 0.25, width: 0.4, height: 0.2, boxes: 10 }, runId: 'test-run',
     });
     goodBytes = fs.readFileSync(good);
   });
@@ -75,6 +75,7 @@ describe('checkpoints', () => {
     const c = await loadCheckpoint(good);
     expect(c.position).toEqual({ epoch: 0, batch: 1, step: 1 });
     expect(c.bestScore).toBe(-Infinity);
+    expect(c.roiLocator).toEqual({ u: 0.5, v: 0.25, width: 0.4, height: 0.2, boxes: 10 });
     expect(Object.keys(c.optimizer).length).toBeGreaterThan(0);
     expect(() => checkParamsFit(good, c.params, model.graph.params)).not.toThrow();
     // the re-writing the field tests use keeps a checkpoint loadable: their failures are the field's
@@ -155,6 +156,7 @@ describe('checkpoints', () => {
     ['best_val_f1 2', (d) => (d.best_val_f1 = 2), /'best_val_f1' is 2; it must be a number from -1 to 1/],
     ['best_val_f1 NaN', (d) => (d.best_val_f1 = NaN), /'best_val_f1' is NaN/],
     ['best_score NaN', (d) => (d.best_score = NaN), /'best_score' is NaN/],
+    ['roi_locator without a size', (d) => (d.roi_locator = { u: 0.5, v: 0.25, width: 0, height: 0.2, boxes: 10 }), /'roi_locator' is .*; it must be a dict of u, v, width, height/],
     ['num_classes off label_map', (d) => (d.num_classes = 4), /'num_classes' is 4; it must be a positive integer equal to the number of entries in label_map \(5\)/],
     ['a float64 weight', (d) => (d.model_state['head.weight'].data = Float64Array.from(d.model_state['head.weight'].data)),
       /'model_state\.head\.weight' is a \w+ tensor of shape \[5, \d+\], not float32/],

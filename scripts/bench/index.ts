@@ -1,4 +1,4 @@
-// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning] [--quick] [--threads N]`.
+// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning|predict] [--quick] [--threads N]`.
 // Each part prints one aligned table and writes every figure, with the machine it ran on, to
 // bench/results/<part>-<YYYYMMDD-HHMMSS>.json, so numbers from different machines and days can be compared later.
 import fs from 'node:fs';
@@ -10,6 +10,7 @@ import { runLearning } from './learning.js';
 import { runOnnxPart } from './onnx.js';
 import { runOps } from './ops.js';
 import { runPipeline } from './pipeline.js';
+import { runPredict } from './predict.js';
 import { runStep } from './step.js';
 
 export interface BenchContext {
@@ -34,6 +35,7 @@ const PARTS: Record<string, ((ctx: BenchContext) => Promise<PartResult>) | null>
   onnx: runOnnxPart,
   ops: runOps,
   learning: runLearning,
+  predict: runPredict,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -43,12 +43,16 @@ const RUNS: Run[] = [
   { name: 'mint', model: 'mint', images: 4000, main: true, why: 'four marks, 600 obverses each' },
 ];
 
-function generate(count: number, log: (m: string) => void): string {
-  const dir = path.join(os.tmpdir(), `penny-synth-${count}-seed${SEED}`);
+/** The main runs' exported models (fp32 and int8) are kept here, models/<model>/ style, for `npm run bench -- predict`. */
+export const LEARNED_MODELS = path.join(os.tmpdir(), 'penny-learning-models');
+
+/** A generated set of `count` pennies (cached in the temp folder by count and seed). */
+export function generate(count: number, log: (m: string) => void, seed = SEED): string {
+  const dir = path.join(os.tmpdir(), `penny-synth-${count}-seed${seed}`);
   if (fs.existsSync(path.join(dir, 'metadata.json'))) return dir;
   log(`generating ${count} synthetic pennies into ${dir}`);
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'synth-pennies.ts'), '--count', String(count), '--out', dir, '--seed', String(SEED)],
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'synth-pennies.ts'), '--count', String(count), '--out', dir, '--seed', String(seed)],
     { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status !== 0) throw new Error(`synth-pennies failed (${r.status})`);
   log(`generated in ${((performance.now() - t0) / 60_000).toFixed(1)} min`);
@@ -94,6 +98,13 @@ function verdict(run: Run, r: TrainResult, minutes: number): string {
   return missed.length ? `MISS ${missed.join(', ')}` : 'ok';
 }
 
+function keepModels(model: string, r: TrainResult): void {
+  const dir = path.join(LEARNED_MODELS, model);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of [r.onnx.fp32, r.onnx.int8]) if (f) fs.copyFileSync(f, path.join(dir, path.basename(f)));
+}
+
 export async function runLearning(ctx: BenchContext): Promise<PartResult> {
   const only = process.env.BENCH_LEARNING_RUNS?.split(',').filter(Boolean);
   const runs = RUNS.filter((r) => !only || only.includes(r.name));
@@ -120,6 +131,7 @@ export async function runLearning(ctx: BenchContext): Promise<PartResult> {
           (e.valAccWithin1 !== undefined ? `, +-1 ${e.valAccWithin1.toFixed(4)}` : '') + ` (${e.seconds.toFixed(1)} s)`),
       });
       const minutes = (performance.now() - t0) / 60_000;
+      if (run.main) keepModels(run.model, r);
       counts = fs.readFileSync(r.log, 'utf8').match(/Loaded PennyDataset: (\d+) train \/ (\d+) val \/ (\d+) test/)?.slice(1).join('/') ?? '?';
       const q = r.int8VsFp32;
       rows.push([run.name, counts, String(section.num_epochs), minutes.toFixed(1), pct(r.test.acc),
@@ -136,6 +148,7 @@ export async function runLearning(ctx: BenchContext): Promise<PartResult> {
     notes: [
       `synthetic pennies (scripts/synth-pennies.ts, seed ${SEED}) in ${data}; each run reads the first N images (side 4,000, orientation 5,000, date and mint 4,000): ${runs.map((r) => `${r.name}: ${r.why}`).join('; ')}`,
       `configs/edge.yaml (cnn_small from random init); ${ctx.threads} threads; minutes include evaluation and, for the main runs, the fp32 + int8 export and their comparison`,
+      `the main runs' models are kept in ${LEARNED_MODELS} for \`npm run bench -- predict\``,
     ],
     data: { data, results },
   };

@@ -8,7 +8,8 @@ import type { ModelKey, TrainingConfig } from '../config/config.js';
 import { DataError, listProblems } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import { FIRST_YEAR, LAST_YEAR, labelOf, MINT_MARKS, REVERSE_TYPES, type Entry } from './labels.js';
-import { alignedView, medianAspect, ROI_PAD, viewBounds, type View } from './roi.js';
+import type { RoiTemplate } from '../predict/locate.js';
+import { medianAspect, roiRegion, type View } from './roi.js';
 import { splitOf, type Split } from './split.js';
 
 export interface Box {
@@ -33,25 +34,20 @@ export interface Sample {
   view?: View;
   /** the coin's angle from metadata (degrees, counter-clockwise), where known */
   angle?: number;
+  /** date and mint: the ROI file's box (image pixels, as displayed), from which crop and view are made */
+  roi?: Box;
 }
 
 export type DatasetIndex = Record<Split, Sample[]> & {
   /** align_roi: the upright ROI aspect (width / height) used where a box's bounds do not decide it */
   roiAspect?: number;
+  /** date and mint: where the ROI lies on a coin, for photos without an ROI (src/predict/locate.ts; set by train) */
+  roiLocator?: RoiTemplate;
   /** what is odd but harmless (a file listed twice with the same labels, one picture twice in one split): to log */
   warnings: string[];
 };
 
 const ROI_FIELD: Partial<Record<ModelKey, 'date_roi' | 'mint_mark_roi'>> = { date: 'date_roi', mint: 'mint_mark_roi' };
-
-/** The ROI padded by `pad` of its width/height on each side, clipped to the image; integer pixels. */
-export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = ROI_PAD): Box {
-  const x0 = Math.max(0, Math.floor(roi.x - pad * roi.width));
-  const y0 = Math.max(0, Math.floor(roi.y - pad * roi.height));
-  const x1 = Math.min(imageWidth, Math.ceil(roi.x + roi.width + pad * roi.width));
-  const y1 = Math.min(imageHeight, Math.ceil(roi.y + roi.height + pad * roi.height));
-  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-}
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -153,14 +149,6 @@ function parseBox(v: unknown): Box | null {
   return ok && (b.width as number) > 0 && (b.height as number) > 0 && (b.x as number) >= 0 && (b.y as number) >= 0 ? (b as unknown as Box) : null;
 }
 
-/** Turns a sample's crop into the bounds of its upright ROI view, and gives it that view (in crop pixels). */
-function alignSample(s: Sample, roi: Box, aspect: number): void {
-  const v = alignedView(roi, s.angle!, aspect);
-  const crop = viewBounds(v, s.width, s.height);
-  s.crop = crop;
-  s.view = { ...v, cx: v.cx - crop.x, cy: v.cy - crop.y };
-}
-
 /** Whether `p` is `root` or lies under it (both real, absolute paths). */
 function inside(root: string, p: string): boolean {
   const rel = path.relative(root, p);
@@ -194,7 +182,7 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
   // Uids cannot name a file outside data_root: normaliseUid refuses '..' and absolute paths, and here a symlink's
   // target must lie inside it too.
   const root = fs.existsSync(cfg.data_root) ? fs.realpathSync(cfg.data_root) : path.resolve(cfg.data_root);
-  type Found = { s: Sample; split: Split; roi?: Box; sha256: string };
+  type Found = { s: Sample; split: Split; sha256: string };
   const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<Found | null> => {
     const named = path.join(cfg.data_root, e.uid);
     let file: string;
@@ -238,8 +226,8 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
         problems.push(`${cfg.roi_json_path}: UID ${e.uid}: ${roiField} ${show(roi)} lies outside the ${width}x${height} image`);
         return null;
       }
-      s.crop = padRoi(roi, width, height);
-      return { s, split: splitOf(e.uid), roi, sha256 };
+      s.roi = roi;
+      return { s, split: splitOf(e.uid), sha256 };
     }
     return { s, split: splitOf(e.uid), sha256 };
   });
@@ -256,10 +244,12 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
 
   const index: DatasetIndex = { train: [], val: [], test: [], warnings };
   for (const r of samples) if (r) index[r.split].push(r.s);
-  if (roiField && cfg.align_roi && !problems.length) {
-    const found = samples.filter((r) => r !== null && r.roi);
-    index.roiAspect = medianAspect(found.filter((r) => r!.split === 'train').map((r) => ({ roi: r!.roi!, angle: r!.s.angle! })));
-    for (const r of found) alignSample(r!.s, r!.roi!, index.roiAspect);
+  if (roiField && !problems.length) {
+    const aspect = cfg.align_roi ? medianAspect(index.train.map((s) => ({ roi: s.roi!, angle: s.angle! }))) : undefined;
+    if (aspect !== undefined) index.roiAspect = aspect;
+    for (const s of [...index.train, ...index.val, ...index.test]) {
+      Object.assign(s, roiRegion(s.roi!, s.width, s.height, aspect === undefined ? undefined : { angle: s.angle!, aspect }));
+    }
   }
   if (!problems.length) {
     for (const split of ['train', 'val'] as const) {

@@ -42,9 +42,12 @@ export interface Decoded {
 
 /** The spec of a config: its size, its fit (whole coins are cover; ROIs by roi_fit) and its normalisation. */
 export function imageSpec(cfg: TrainingConfig): ImageSpec {
-  const roi = cfg.model_type === 'date' || cfg.model_type === 'mint';
-  const fit: Fit = !roi || cfg.roi_fit === 'crop' ? 'cover' : cfg.roi_fit;
-  return { height: cfg.img_size[0], width: cfg.img_size[1], fit, mean: cfg.mean, std: cfg.std };
+  return recipeSpec(preprocessRecipe(cfg));
+}
+
+/** The spec a recipe (a model's `preprocess` metadata) describes. */
+export function recipeSpec(r: PreprocessRecipe): ImageSpec {
+  return { height: r.size[0], width: r.size[1], fit: r.fit, mean: r.mean, std: r.std };
 }
 
 /**
@@ -75,11 +78,11 @@ export interface PreprocessRecipe {
 }
 
 export function preprocessRecipe(cfg: TrainingConfig, roiAspect?: number): PreprocessRecipe {
-  const spec = imageSpec(cfg);
   const region = cfg.model_type === 'date' ? 'date_roi' : cfg.model_type === 'mint' ? 'mint_mark_roi' : 'image';
+  const fit: Fit = region === 'image' || cfg.roi_fit === 'crop' ? 'cover' : cfg.roi_fit;
   return {
-    size: [spec.height, spec.width], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [...spec.mean], std: [...spec.std],
-    region, ...(region !== 'image' && { roiPad: ROI_PAD }), fit: spec.fit, alignRoi: region !== 'image' && cfg.align_roi,
+    size: [cfg.img_size[0], cfg.img_size[1]], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [...cfg.mean], std: [...cfg.std],
+    region, ...(region !== 'image' && { roiPad: ROI_PAD }), fit, alignRoi: region !== 'image' && cfg.align_roi,
     ...(roiAspect !== undefined && { roiAspect }), resample: 'exif-upright, bilinear 2x2 supersampled',
   };
 }
@@ -100,8 +103,11 @@ function viewScale(spec: ImageSpec, vw: number, vh: number): [number, number] {
   return [k, k];
 }
 
+/** What decode reads: an image (a path, or encoded bytes for prediction), the region of it and the view. */
+export type Region = Pick<Sample, 'width' | 'height' | 'crop' | 'view'> & { file: string | Buffer };
+
 /** The region's box and the size it is decoded at: SUPERSAMPLE output pixels per view pixel on the finer axis. */
-function decodePlan(sample: Sample, spec: ImageSpec) {
+function decodePlan(sample: Region, spec: ImageSpec) {
   const crop = sample.crop ?? { x: 0, y: 0, width: sample.width, height: sample.height };
   const [kx, ky] = viewScale(spec, sample.view?.width ?? crop.width, sample.view?.height ?? crop.height);
   const s = SUPERSAMPLE / Math.min(kx, ky);
@@ -113,7 +119,7 @@ function decodePlan(sample: Sample, spec: ImageSpec) {
  * image is read as displayed: EXIF orientation is applied first (the constructor's autoOrient, so before extract
  * whatever the call order), as the sample's size, crop and view are in that frame.
  */
-export async function decode(sample: Sample, spec: ImageSpec): Promise<Decoded> {
+export async function decode(sample: Region, spec: ImageSpec): Promise<Decoded> {
   const plan = decodePlan(sample, spec);
   let img = sharp(sample.file, { failOn: 'truncated', autoOrient: true }).removeAlpha().toColourspace('srgb');
   if (sample.crop) img = img.extract({ left: plan.crop.x, top: plan.crop.y, width: plan.crop.width, height: plan.crop.height });

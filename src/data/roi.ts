@@ -80,3 +80,25 @@ export function viewBounds(v: View, imageWidth: number, imageHeight: number): Bo
   const y1 = Math.min(imageHeight, Math.ceil(Math.max(...pts.map((p) => p[1]))));
   return { x: x0, y: y0, width: Math.max(1, x1 - x0), height: Math.max(1, y1 - y0) };
 }
+
+/** The ROI padded by `pad` of its width/height on each side, clipped to the image; integer pixels. */
+export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = ROI_PAD): Box {
+  const x0 = Math.max(0, Math.floor(roi.x - pad * roi.width));
+  const y0 = Math.max(0, Math.floor(roi.y - pad * roi.height));
+  const x1 = Math.min(imageWidth, Math.ceil(roi.x + roi.width + pad * roi.width));
+  const y1 = Math.min(imageHeight, Math.ceil(roi.y + roi.height + pad * roi.height));
+  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+}
+
+/**
+ * What of an image a date or mint model reads, given the ROI file's box: the region to decode (`crop`) and, when
+ * read upright (`align`: the coin's angle and the fallback aspect), the view in that region's pixels. Training,
+ * evaluation and prediction all place their ROIs through here.
+ */
+export function roiRegion(roi: Box, imageWidth: number, imageHeight: number, align?: { angle: number; aspect: number }): { crop: Box; view?: View } {
+  if (!align) return { crop: padRoi(roi, imageWidth, imageHeight) };
+  const v = alignedView(roi, align.angle, align.aspect);
+  const crop = viewBounds(v, imageWidth, imageHeight);
+  return { crop, view: { ...v, cx: v.cx - crop.x, cy: v.cy - crop.y } };
+}
+

@@ -69,7 +69,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const metadata = pennyMetadata({
     labelMap, modelType: key, backbone: cfg.backbone, imgSize: cfg.img_size, mean: cfg.mean, std: cfg.std,
     pretrained: ctx.pretrained ?? 'none (random init)',
-    extra: { preprocess: JSON.stringify(preprocessRecipe(cfg, index.roiAspect)) },
+    extra: { preprocess: JSON.stringify(preprocessRecipe(cfg, index.roiAspect)), ...(index.roiLocator && { roi_locator: JSON.stringify(index.roiLocator) }) },
   });
   let fp32 = modelToOnnx(model, { metadata, producerVersion: PACKAGE_VERSION });
   if (cfg.imx500_compatible) {

@@ -12,6 +12,7 @@ import { writeAtomic } from '../util/atomic.js';
 import { adamGroup, numel } from '../model/graph.js';
 import type { PennyModel } from '../model/model.js';
 import { verifyZip, ZipError } from '../util/zip.js';
+import type { RoiTemplate } from '../predict/locate.js';
 import type { Metrics } from './metrics.js';
 import type { Schedule } from './schedule.js';
 
@@ -46,6 +47,8 @@ export interface Checkpoint {
   roiAspect: number | null;
   /** the run that wrote it (absent in checkpoints from before run ids: '') */
   runId: string;
+  /** date and mint: where the ROI lies on a coin, learned from the training ROIs (src/predict/locate.ts) */
+  roiLocator: RoiTemplate | null;
 }
 
 const tensor = (shape: number[], data: Floats): TorchValueTensor => ({ kind: 'tensor', dtype: 'float32', shape, data });
@@ -82,6 +85,7 @@ export async function saveCheckpoint(file: string, model: PennyModel, c: Omit<Ch
     val_metrics: c.valMetrics,
     best_score: c.bestScore,
     roi_aspect: c.roiAspect,
+    roi_locator: c.roiLocator,
     run_id: c.runId,
   };
   await writeAtomic(file, (tmp) => writeTorchFile(tmp, payload));
@@ -152,6 +156,11 @@ function checkpointProblems(d: Dict): string[] {
   // -Infinity is "no best epoch yet": what a run interrupted in its first epoch saves
   if (d.best_score !== undefined) want(typeof d.best_score === 'number' && (finite(d.best_score) || d.best_score === -Infinity), 'best_score', d.best_score, 'a finite number (or -Infinity before the first epoch)');
   if (d.roi_aspect !== undefined && d.roi_aspect !== null) want(finite(d.roi_aspect) && d.roi_aspect > 0, 'roi_aspect', d.roi_aspect, 'a positive number or None');
+  if (d.roi_locator !== undefined && d.roi_locator !== null) {
+    const t = d.roi_locator as Record<string, unknown>;
+    want(isDict(t) && ['u', 'v', 'width', 'height', 'boxes'].every((k) => finite(t[k])) && (t.width as number) > 0 && (t.height as number) > 0,
+      'roi_locator', d.roi_locator, 'a dict of u, v, width, height (coin radii) and boxes, or None');
+  }
   want(typeof d.backbone === 'string' && d.backbone !== '', 'backbone', d.backbone, 'a backbone name');
   if (d.pretrained !== undefined) want(d.pretrained === null || typeof d.pretrained === 'string', 'pretrained', d.pretrained, 'a path or None');
 
@@ -254,6 +263,7 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint> {
     // checkpoints from before select_best_by chose by macro-F1
     bestScore: typeof d.best_score === 'number' ? d.best_score : d.best_val_f1 as number,
     roiAspect: typeof d.roi_aspect === 'number' ? d.roi_aspect : null,
+    roiLocator: (d.roi_locator as RoiTemplate | undefined) ?? null,
     runId: typeof d.run_id === 'string' ? d.run_id : '',
   };
 }

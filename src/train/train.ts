@@ -15,6 +15,7 @@ import { exportModels, type ExportResult, type Int8Comparison } from '../export/
 import { buildBackbone, getBackbone } from '../model/backbones.js';
 import type { HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
+import { learnRoiLocator, type RoiTemplate } from '../predict/locate.js';
 import { checkParamsFit, loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
 import { RunLog, timestamp } from './log.js';
@@ -178,6 +179,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
     const projection = getBackbone(cfg.backbone).config.projection;
     log.info(`Model head: ${headText(cfg, projection, numClasses)}`);
     if (index.roiAspect !== undefined) log.info(`ROI: read upright (align_roi), aspect ${index.roiAspect.toFixed(3)} where its bounds do not give it (median of the train ROIs)`);
+    await locateRois(cfg, index, log, resume?.roiLocator);
     if (resume) {
       model.setState({ params: resume.params, optimizer: resume.optimizer });
       log.info(`Resumed from ${options.resume}: epoch ${resume.position.epoch}${resume.position.batch ? `, batch ${resume.position.batch}` : ''}, best val F1 ${resume.bestValF1.toFixed(4)}`);
@@ -186,6 +188,25 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Date and mint: the ROI locator that prediction uses on photos without an ROI (src/predict/locate.ts), learned from
+ * the train ROIs (or the checkpoint's), on the index for the checkpoints and the ONNX metadata.
+ */
+async function locateRois(cfg: TrainingConfig, index: DatasetIndex, log: RunLog, known?: RoiTemplate | null): Promise<void> {
+  if (cfg.model_type !== 'date' && cfg.model_type !== 'mint') return;
+  const field = cfg.model_type === 'date' ? 'date_roi' : 'mint_mark_roi';
+  const learned = known ? { template: known, valIou: null } : await learnRoiLocator(index.train, index.val);
+  if (!learned) {
+    log.warn(`ROI locator: too few train samples with an angle to learn where the ${field} lies; prediction will need an ROI for every image`);
+    return;
+  }
+  const t = learned.template;
+  index.roiLocator = t;
+  log.info(`ROI locator: ${field} centre (${t.u.toFixed(3)}, ${t.v.toFixed(3)}), ${t.width.toFixed(3)} x ${t.height.toFixed(3)} coin radii on the upright coin ` +
+    `(median of ${t.boxes} train ROIs${known ? ', from the checkpoint' : ''})` +
+    (learned.valIou === null ? '' : `; located vs true ROIs on val (true angles): mean IoU ${learned.valIou.toFixed(3)}`));
 }
 
 /** A checkpoint fits the config when backbone, class count, image size and head agree. */
@@ -237,7 +258,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   const runId = resume?.runId || `${stamp}-${randomBytes(4).toString('hex')}`;
   const save = (file: string, at: RunPosition, progress: unknown = null) => saveCheckpoint(file, model, {
     position: at, schedule, bestValF1, config: cfg, labelMap, backbone: cfg.backbone, numClasses: model.numClasses,
-    pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null, runId,
+    pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null, roiLocator: index.roiLocator ?? null, runId,
   });
   const evalOpts = { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache };
 
@@ -344,6 +365,7 @@ export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOp
   const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
   for (const w of index.warnings) log.warn(`data: ${w}`);
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
+  await locateRois(cfg, index, log, ckpt.roiLocator);
   const model = await modelFor(cfg, ckpt.numClasses);
   try {
     checkParamsFit(checkpoint, ckpt.params, model.graph.params);

@@ -1,0 +1,62 @@
+// One preprocess for prediction: the trainer's eval transform itself (data/images.ts decode + render without
+// augmentation; ROIs placed by data/roi.ts roiRegion), driven by the recipe a model carries in its metadata, so a
+// photo reaches an exported model exactly as the validation images reached it in training.
+import sharp from 'sharp';
+import type { Box } from '../data/dataset.js';
+import { decode, recipeSpec, render, type PreprocessRecipe } from '../data/images.js';
+import { roiRegion } from '../data/roi.js';
+import { DataError, UsageError } from '../errors.js';
+
+/** An image to read: a path, or the bytes of an encoded image (JPEG, PNG, WebP, ...). */
+export type ImageInput = string | Buffer;
+
+/** Where on the image a date or mint model reads. */
+export interface RoiPlacement {
+  /** the ROI as an ROI file gives it: x, y, width, height in pixels of the image as displayed */
+  roi?: Box;
+  /** the coin's angle (degrees, counter-clockwise): what an upright ROI (alignRoi) is turned back by */
+  angle?: number;
+}
+
+const nameOf = (image: ImageInput) => (typeof image === 'string' ? image : `an image of ${image.length} bytes`);
+
+/** The image's width and height as displayed (EXIF orientation applied): the frame ROIs are given in. */
+export async function displayedSize(image: ImageInput): Promise<[number, number]> {
+  try {
+    const { width, height } = (await sharp(image, { failOn: 'truncated' }).metadata()).autoOrient;
+    return [width, height];
+  } catch (e) {
+    throw new DataError(`cannot read ${nameOf(image)}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The model input of one image, float32 [3, H, W] (NCHW without the batch), written into `out` at `offset` when
+ * given. `size` is displayedSize(image), when the caller has it already.
+ */
+export async function preprocess(image: ImageInput, recipe: PreprocessRecipe, where: RoiPlacement = {}, out?: Float32Array, offset = 0,
+  size?: [number, number]): Promise<Float32Array> {
+  const spec = recipeSpec(recipe);
+  const [width, height] = size ?? await displayedSize(image);
+  let region = {};
+  if (recipe.region !== 'image') {
+    const roi = where.roi;
+    if (!roi) throw new UsageError(`the model reads the ${recipe.region}; no ROI was given or located for ${nameOf(image)}`);
+    if (recipe.alignRoi && where.angle === undefined) {
+      throw new UsageError(`the model reads its ${recipe.region} upright (alignRoi) and needs the coin's angle for ${nameOf(image)}`);
+    }
+    if (!(roi.width > 0 && roi.height > 0 && roi.x >= 0 && roi.y >= 0 && roi.x + roi.width <= width && roi.y + roi.height <= height)) {
+      throw new UsageError(`ROI ${JSON.stringify(roi)} does not lie inside the ${width}x${height} image ${nameOf(image)}`);
+    }
+    region = roiRegion(roi, width, height, recipe.alignRoi ? { angle: where.angle!, aspect: recipe.roiAspect ?? 1 } : undefined);
+  }
+  const dst = out ?? new Float32Array(3 * spec.height * spec.width);
+  let decoded;
+  try {
+    decoded = await decode({ file: image, width, height, ...region }, spec);
+  } catch (e) {
+    throw new DataError(`cannot decode ${nameOf(image)}: ${(e as Error).message}`);
+  }
+  render(decoded, spec, null, null, dst, offset);
+  return dst;
+}
