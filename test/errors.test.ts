@@ -100,7 +100,7 @@ describe('errors', () => {
     const m = await tiny();
     m.dispose();
     expect(() => m.predict(px(), [2, 3, 32, 32])).toThrow(/this model was disposed/);
-    await expect(createModel({ backbone: 'resnet', numClasses: 3 })).rejects.toThrow(/unknown backbone 'resnet'; known: coin_clip_vit_b32, clip_vit_tiny, cnn_small, cnn_small_spatial, cnn_small_relief/);
+    await expect(createModel({ backbone: 'resnet', numClasses: 3 })).rejects.toThrow(/unknown backbone 'resnet'; known: coin_clip_vit_b32, clip_vit_tiny, cnn_small, cnn_small_spatial, cnn_small_relief, cnn_small_spatial_relief/);
     await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 1 })).rejects.toThrow(/numClasses must be an integer >= 2/);
     await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, imageSize: 50 })).rejects.toThrow(/not a multiple of the patch size 16/);
     await expect(createModel({ backbone: 'clip_vit_tiny', numClasses: 3, threads: 0 })).rejects.toThrow(/threads must be a positive integer/);

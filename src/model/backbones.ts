@@ -52,6 +52,12 @@ export const BACKBONES = {
     kind: 'cnn',
     config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'mean', relief: 5 },
   },
+  /** cnn_small_spatial reading the relief (orientation: the layout of the design, not of the light on it) */
+  cnn_small_spatial_relief: {
+    name: 'cnn_small_spatial_relief',
+    kind: 'cnn',
+    config: { imageSize: [64, 64], stem: 16, channels: [32, 64, 128, 128, 256], projection: 128, pool: 'flatten', relief: 5 },
+  },
 } satisfies Record<string, Backbone>;
 
 export type BackboneName = keyof typeof BACKBONES;

@@ -46,8 +46,11 @@ export interface LoadedModel {
   /** the ONNX file's `quantization` metadata, when it is an int8 model */
   quantization?: string;
   classify(image: ImageInput, options?: ClassifyOptions): Promise<Classification>;
-  /** many images, decoded `concurrency` at a time, run `batchSize` at a time (defaults 4 and 16) */
-  classifyMany(items: readonly ({ image: ImageInput } & RoiPlacement)[], options?: { topK?: number; batchSize?: number; concurrency?: number }): Promise<Classification[]>;
+  /**
+   * many images, decoded `concurrency` at a time, run `batchSize` at a time (defaults 4 and 16); `size`: the image's
+   * displayed width and height, when known (saves reading its header again)
+   */
+  classifyMany(items: readonly ({ image: ImageInput; size?: [number, number] } & RoiPlacement)[], options?: { topK?: number; batchSize?: number; concurrency?: number }): Promise<Classification[]>;
   close(): Promise<void>;
 }
 
@@ -125,8 +128,7 @@ function model(file: string, format: LoadedModel['format'], modelType: ModelKey,
         const batch = items.slice(i, i + batchSize);
         const pixels = new Float32Array(batch.length * inputSize);
         await mapLimit(batch, options.concurrency ?? 4, async (it, j) => {
-          const size = await displayedSize(it.image);
-          await preprocess(it.image, recipe, it, pixels, j * inputSize, size);
+          await preprocess(it.image, recipe, it, pixels, j * inputSize, it.size ?? await displayedSize(it.image));
         });
         const logits = await run(pixels, batch.length);
         for (let j = 0; j < batch.length; j++) out.push(classification(logits.subarray(j * labels.length, (j + 1) * labels.length), labels, topK, modelType));

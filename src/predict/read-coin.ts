@@ -69,7 +69,7 @@ export async function readCoins(images: readonly ImageInput[], models: CoinModel
   const live = (keep: (r: CoinReading) => boolean = () => true) => out.flatMap((r, i) => (!r.error && keep(r) ? [i] : []));
   /** classifies the images `idx` with `model`, each with its ROI placement; a failing batch is retried one by one */
   const stage = async (model: LoadedModel, idx: number[], where: (i: number) => { roi?: Box; angle?: number }) => {
-    const items = idx.map((i) => ({ image: images[i], ...where(i) }));
+    const items = idx.map((i) => ({ image: images[i], size: sizes[i], ...where(i) }));
     const opts = { topK: options.topK, batchSize: options.batchSize };
     try {
       return await model.classifyMany(items, opts);
