@@ -61,24 +61,37 @@ function broadcast(a: Shape, b: Shape): Shape {
   return out;
 }
 
-/** The target of a reshape: 0 copies the input's dim at that index, one -1 is inferred (the batch, if it is left). */
+/**
+ * The target of a reshape: 0 copies the input's dim at that index, one -1 is inferred (the batch, if it is left). One
+ * pass, no temporaries: the JS backend runs this for every reshape it executes.
+ */
 function reshape(x: Shape, spec: readonly number[]): Shape {
-  const shape: Shape = spec.map((d, i) => {
-    if (d !== 0) return d;
-    if (i >= x.length) throw new RangeError(`0 at index ${i} but the input ${fmt(x)} has rank ${x.length}`);
-    return x[i];
-  });
-  const infer = shape.indexOf(-1);
-  if (infer !== shape.lastIndexOf(-1)) throw new RangeError(`more than one -1 in ${fmt(spec)}`);
-  if (shape.some((d, i) => i !== infer && d !== null && (!Number.isInteger(d) || d < 0))) throw new RangeError(`invalid shape ${fmt(spec)}`);
-  const product = (s: Shape) => s.reduce<number>((p, d) => (d === null ? p : p * d), 1);
-  const batches = (s: Shape) => s.filter((d) => d === null).length;
-  const [n, rest] = [product(x), product(shape.filter((_, i) => i !== infer))];
+  const shape: Shape = new Array<Dim>(spec.length);
+  let infer = -1, rest = 1, restBatches = 0;
+  for (let i = 0; i < spec.length; i++) {
+    let d: Dim = spec[i];
+    if (d === 0) {
+      if (i >= x.length) throw new RangeError(`0 at index ${i} but the input ${fmt(x)} has rank ${x.length}`);
+      d = x[i];
+    }
+    shape[i] = d;
+    if (d === -1) {
+      if (infer >= 0) throw new RangeError(`more than one -1 in ${fmt(spec)}`);
+      infer = i;
+    } else if (d === null) restBatches++;
+    else if (!Number.isInteger(d) || d < 0) throw new RangeError(`invalid shape ${fmt(spec)}`);
+    else rest *= d;
+  }
+  let n = 1, batches = 0;
+  for (const d of x) {
+    if (d === null) batches++;
+    else n *= d;
+  }
   if (infer >= 0) {
-    if (batches(x) === batches(shape) + 1 && n === rest) shape[infer] = null;
-    else if (batches(x) !== batches(shape) || rest === 0 || n % rest !== 0) throw new RangeError(`cannot infer -1 in ${fmt(spec)} for input ${fmt(x)}`);
+    if (batches === restBatches + 1 && n === rest) shape[infer] = null;
+    else if (batches !== restBatches || rest === 0 || n % rest !== 0) throw new RangeError(`cannot infer -1 in ${fmt(spec)} for input ${fmt(x)}`);
     else shape[infer] = n / rest;
-  } else if (batches(x) === 0 && batches(shape) === 0 && n !== rest) {
+  } else if (batches === 0 && restBatches === 0 && n !== rest) {
     throw new RangeError(`shape ${fmt(spec)} is invalid for input ${fmt(x)} (${n} elements)`);
   }
   return shape;
