@@ -8,31 +8,16 @@ namespace {
 
 // The op named `s`; false if there is none.
 bool parseOp(const std::string& s, Op* op) {
-  static const std::unordered_map<std::string, Op> ops = {
-      {"conv2d", Op::Conv2d},
-      {"linear", Op::Linear},
-      {"layer_norm", Op::LayerNorm},
-      {"add", Op::Add},
-      {"mul", Op::Mul},
-      {"quick_gelu", Op::QuickGelu},
-      {"gelu", Op::Gelu},
-      {"relu", Op::Relu},
-      {"relu6", Op::Relu6},
-      {"softmax", Op::Softmax},
-      {"attention", Op::Attention},
-      {"reshape", Op::Reshape},
-      {"log_softmax", Op::LogSoftmax},
-      {"transpose", Op::Transpose},
-      {"concat", Op::Concat},
-      {"slice", Op::Slice},
-      {"expand_batch", Op::ExpandBatch},
-      {"mean", Op::Mean},
-      {"batch_norm", Op::BatchNorm},
-  };
-  auto it = ops.find(s);
-  if (it == ops.end()) return false;
+  auto it = kOpsByName.find(s);
+  if (it == kOpsByName.end()) return false;
   *op = it->second;
   return true;
+}
+
+// Node n's attributes, as op K names them.
+template <Op K>
+Attrs<K> attrs(const Node& n) {
+  return Attrs<K>::read(n.ints, n.floats);
 }
 
 template <typename T>
@@ -110,17 +95,21 @@ static at::Tensor patchify(const at::Tensor& x, const at::Tensor& w, const at::T
 static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, bool training) {
   const auto& x = s[n.inputs[0]];
   switch (n.op) {
-    case Op::Conv2d:
-      if (isPatchify(x, s[n.inputs[1]], n.ints[0], n.ints[1]))
+    case Op::Conv2d: {
+      const auto a = attrs<Op::Conv2d>(n);
+      if (isPatchify(x, s[n.inputs[1]], a.stride, a.padding))
         return patchify(x, s[n.inputs[1]], optional(s, n.inputs[2]));
-      return at::conv2d(x, s[n.inputs[1]], optional(s, n.inputs[2]), n.ints[0], n.ints[1]);
+      return at::conv2d(x, s[n.inputs[1]], optional(s, n.inputs[2]), a.stride, a.padding);
+    }
     case Op::Linear:
       return at::linear(x, s[n.inputs[1]], optional(s, n.inputs[2]));
     case Op::LayerNorm:
-      return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], n.floats[0]);
-    case Op::BatchNorm:
-      return at::batch_norm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], training, n.floats[1],
-                            n.floats[0], /*cudnn_enabled=*/true);
+      return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], attrs<Op::LayerNorm>(n).eps);
+    case Op::BatchNorm: {
+      const auto a = attrs<Op::BatchNorm>(n);
+      return at::batch_norm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], training, a.momentum,
+                            a.eps, /*cudnn_enabled=*/true);
+    }
     case Op::Add:
       return x + s[n.inputs[1]];
     case Op::Mul:
@@ -134,12 +123,12 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
     case Op::Relu6:
       return at::hardtanh(x, 0.0, 6.0);
     case Op::Softmax:
-      return at::softmax(x, n.ints[0]);
+      return at::softmax(x, attrs<Op::Softmax>(n).axis);
     case Op::LogSoftmax:
-      return at::log_softmax(x, n.ints[0]);
+      return at::log_softmax(x, attrs<Op::LogSoftmax>(n).axis);
     case Op::Attention: {
       // [B, T, C] x3 -> heads -> softmax(q k^T / sqrt(d)) v -> [B, T, C], as HF CLIPAttention computes it.
-      const int64_t heads = n.ints[0], B = x.size(0), T = x.size(1), C = x.size(2);
+      const int64_t heads = attrs<Op::Attention>(n).heads, B = x.size(0), T = x.size(1), C = x.size(2);
       auto split = [&](const at::Tensor& t) { return t.view({B, T, heads, C / heads}).transpose(1, 2); };
       auto q = split(x), k = split(s[n.inputs[1]]), v = split(s[n.inputs[2]]);
       auto o =
@@ -151,22 +140,24 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       return o.transpose(1, 2).reshape({B, T, C});
     }
     case Op::Reshape: {
-      std::vector<int64_t> shape(n.ints);
+      std::vector<int64_t> shape(attrs<Op::Reshape>(n).shape.vec());
       for (size_t i = 0; i < shape.size(); i++)
         if (shape[i] == 0) shape[i] = x.size(i);
       return x.reshape(shape);
     }
     case Op::Transpose:
-      return x.permute(n.ints);
+      return x.permute(attrs<Op::Transpose>(n).perm);
     case Op::Concat: {
       std::vector<at::Tensor> parts;
       for (int i : n.inputs) parts.push_back(s[i]);
-      return at::cat(parts, n.ints[0]);
+      return at::cat(parts, attrs<Op::Concat>(n).axis);
     }
-    case Op::Slice:
-      return x.slice(n.ints[0], n.ints[1], n.ints[2]);
+    case Op::Slice: {
+      const auto a = attrs<Op::Slice>(n);
+      return x.slice(a.axis, a.start, a.end);
+    }
     case Op::Mean:
-      return x.mean(n.ints);
+      return x.mean(attrs<Op::Mean>(n).axes);
     case Op::ExpandBatch: {
       std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
       shape[0] = s[n.inputs[1]].size(0);

@@ -1,5 +1,6 @@
 // The graph IR as the native backend sees it: TypeScript (src/model/lower.ts) resolves every value name to a slot
-// index and every attribute to a fixed position in `ints`/`floats`, so interpreting is a switch over an array.
+// index and every attribute to its slot in `ints`/`floats` (read through Attrs<Op>, generated from the op table), so
+// interpreting is a switch over an array.
 #pragma once
 #include <napi.h>
 #include <torch/torch.h>
@@ -8,35 +9,15 @@
 #include <unordered_map>
 #include <vector>
 
-namespace penny {
+#include "ops.generated.h"
 
-enum class Op {
-  Conv2d,
-  Linear,
-  LayerNorm,
-  Add,
-  Mul,
-  QuickGelu,
-  Gelu,
-  Relu,
-  Relu6,
-  Softmax,
-  LogSoftmax,
-  Attention,
-  Reshape,
-  Transpose,
-  Concat,
-  Slice,
-  ExpandBatch,
-  Mean,
-  BatchNorm,
-};
+namespace penny {
 
 struct Node {
   Op op;
   std::vector<int> inputs;    // slot indices; -1 for an absent optional input (a bias)
   int output;                 // slot index
-  std::vector<int64_t> ints;  // attributes, in the order src/model/lower.ts writes them
+  std::vector<int64_t> ints;  // attributes, in the slots Attrs<op> reads
   std::vector<double> floats;
   std::vector<int> release;  // slots whose last reader is this node: freed right after it
 };

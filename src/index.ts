@@ -1,7 +1,8 @@
 // penny-train's public API.
 export { createModel, createModelFromGraph, PennyModel, DEFAULT_OPTIMIZER, type CreateModelOptions, type GraphModelOptions, type ModelState } from './model/model.js';
 export { BACKBONES, backboneNames, buildBackbone, type BackboneName } from './model/backbones.js';
-export { GraphBuilder, type Graph, type GraphNode, type OpName, type ParamSpec } from './model/graph.js';
+export { GraphBuilder, type Graph, type GraphNode, type ParamSpec } from './model/graph.js';
+export type { OpName } from './model/ops.js';
 export { loadPretrained } from './model/weights.js';
 export { nativeInfo, setNumThreads, readTorchFile, libtorchBuild } from './backend/native.js';
 export type { AdamState, Floats, OptimizerOptions, StepResult } from './backend/types.js';

@@ -2,7 +2,8 @@
 // channel, b' = (b - mean) * g / sqrt(var + eps) + beta. The exported Conv then carries the whole stage, so int8
 // quantizes one integer Conv instead of a Conv and a float BatchNormalization. A batch_norm that does not read a
 // conv2d's sole output stays, and is exported as BatchNormalization.
-import type { Graph, GraphNode, OpAttrs } from '../model/graph.js';
+import type { Graph, GraphNode } from '../model/graph.js';
+import type { OpAttrs } from '../model/ops.js';
 import type { Floats } from '../backend/types.js';
 
 export function foldBatchNorms(graph: Graph, params: Record<string, Floats>): { graph: Graph; params: Record<string, Floats> } {

@@ -1,31 +1,7 @@
 // The graph IR: the one description of a model that the native backend, the JS backend and the ONNX emitter consume.
-// A graph is a list of nodes over named values; a value is a parameter, the input batch, or a node's output.
-
-/** Attributes of each op; the order in which lower.ts packs them is the contract with native/graph.cc. */
-export interface OpAttrs {
-  conv2d: { stride: number; padding: number };    // inputs: x, weight, bias?
-  linear: Record<string, never>;                  // inputs: x, weight [out, in], bias?
-  layer_norm: { eps: number };                    // inputs: x, weight, bias; over the last axis
-  add: Record<string, never>;                     // broadcasting
-  mul: Record<string, never>;
-  quick_gelu: Record<string, never>;              // x * sigmoid(1.702 x)
-  gelu: Record<string, never>;                    // exact (erf)
-  relu: Record<string, never>;
-  relu6: Record<string, never>;
-  softmax: { axis: number };
-  log_softmax: { axis: number };                  // x - max - log(sum(exp(x - max))) over axis
-  attention: { heads: number };                   // inputs: q, k, v [B, T, C]; softmax(q k^T / sqrt(C/heads)) v
-  reshape: { shape: number[] };                   // 0 copies the input's dim, -1 is inferred
-  transpose: { perm: number[] };
-  concat: { axis: number };                       // inputs: any number
-  slice: { axis: number; start: number; end: number };
-  expand_batch: Record<string, never>;            // inputs: t [1, ...], ref: t repeated to ref's batch size
-  mean: { axes: number[] };                       // over a contiguous, ascending run of axes, which are dropped
-  // inputs: x [B, C, H, W], weight, bias, running_mean, running_var (buffers). A train step normalises with the
-  // batch's statistics and moves the running ones by `momentum` (unbiased variance, as torch); inference reads them.
-  batch_norm: { eps: number; momentum: number };
-}
-export type OpName = keyof OpAttrs;
+// A graph is a list of nodes over named values; a value is a parameter, the input batch, or a node's output. The ops
+// and their attributes are those of the op table (ops.ts).
+import type { OpAttrs, OpName } from './ops.js';
 
 export type Init =
   | { kind: 'normal'; std: number }

@@ -1,6 +1,7 @@
 // Lowers a Graph to the indexed form the native interpreter reads (native/graph.h): slots instead of names,
-// attributes packed into ints/floats in a fixed order, and for each node the slots it is the last reader of.
-import type { Graph, GraphNode, OpAttrs, OpName } from './graph.js';
+// attributes packed into ints/floats as the op table says, and for each node the slots it is the last reader of.
+import type { Graph, GraphNode } from './graph.js';
+import { OPS, type OpName } from './ops.js';
 
 export interface LoweredNode {
   op: OpName;
@@ -20,23 +21,29 @@ export interface LoweredGraph {
   loss: Graph['loss'];
 }
 
-type Packer<K extends OpName> = (a: OpAttrs[K]) => { ints?: number[]; floats?: number[] };
-const PACK: { [K in OpName]?: Packer<K> } = {
-  conv2d: (a) => ({ ints: [a.stride, a.padding] }),
-  layer_norm: (a) => ({ floats: [a.eps] }),
-  batch_norm: (a) => ({ floats: [a.eps, a.momentum] }),
-  softmax: (a) => ({ ints: [a.axis] }),
-  log_softmax: (a) => ({ ints: [a.axis] }),
-  attention: (a) => ({ ints: [a.heads] }),
-  reshape: (a) => ({ ints: a.shape }),
-  transpose: (a) => ({ ints: a.perm }),
-  concat: (a) => ({ ints: [a.axis] }),
-  slice: (a) => ({ ints: [a.axis, a.start, a.end] }),
-  mean: (a) => {
-    if (!a.axes.length || a.axes.some((d, i) => i > 0 && d !== a.axes[i - 1] + 1)) throw new Error(`graph: mean axes ${JSON.stringify(a.axes)} must be a contiguous ascending run`);
-    return { ints: a.axes };
-  },
-};
+/**
+ * Checks a node's input count and attributes against the op table, and packs its attributes into the slots
+ * native/ops.generated.h reads them from: in table order, each `int` to `ints` and each `float` to `floats`, then the
+ * op's one `ints` list (scripts/gen-native-ops.ts allows no second) to the end of `ints`.
+ */
+function checkAndPack(n: GraphNode): { ints: number[]; floats: number[] } {
+  const spec = OPS[n.op];
+  (spec as { check?: (a: unknown) => void }).check?.(n.attrs);
+  const names = spec.inputs;
+  const required = names.filter((s) => !s.endsWith('?')).length;
+  if (n.inputs.length < required || (names[0] !== '...' && n.inputs.length > names.length)) {
+    throw new Error(`graph: node '${n.output}' (${n.op}) takes inputs (${names.join(', ')}), got ${n.inputs.length}`);
+  }
+  const attrs = n.attrs as Record<string, number | number[]>;
+  const ints: number[] = [], floats: number[] = [];
+  let list: number[] = [];
+  for (const [name, type] of Object.entries(spec.attrs)) {
+    const v = attrs[name];
+    if (type === 'ints') list = v as number[];
+    else (type === 'int' ? ints : floats).push(v as number);
+  }
+  return { ints: [...ints, ...list], floats };
+}
 
 export function lowerGraph(g: Graph): LoweredGraph {
   const slot = new Map<string, number>();
@@ -61,15 +68,7 @@ export function lowerGraph(g: Graph): LoweredGraph {
   const release: number[][] = g.nodes.map(() => []);
   for (const [s, i] of lastReader) release[i].push(s);
   const nodes = g.nodes.map((n, i) => {
-    const packed = (PACK[n.op] as Packer<OpName> | undefined)?.(n.attrs) ?? {};
-    return {
-      op: n.op,
-      inputs: n.inputs.map((name) => slotOf(name, n)),
-      output: slot.get(n.output)!,
-      ints: packed.ints ?? [],
-      floats: packed.floats ?? [],
-      release: release[i],
-    };
+    return { op: n.op, inputs: n.inputs.map((name) => slotOf(name, n)), output: slot.get(n.output)!, ...checkAndPack(n), release: release[i] };
   });
   const outputs: Record<string, number> = {};
   for (const [k, name] of Object.entries(g.outputs)) {

@@ -1,21 +1,9 @@
 // Broadcasting add and mul, and the pointwise activations (quick_gelu, gelu, relu, relu6), forward and backward.
 import type { Floats } from '../../types.js';
 import { erf } from '../erf.js';
-import { shapeStr, strides, zerosLike, numel, type Tensor } from '../tensor.js';
+import { outputShape } from '../../../model/ops.js';
+import { strides, zerosLike, numel, type Tensor } from '../tensor.js';
 import { required, type Kernel } from './kernel.js';
-
-/** NumPy / PyTorch broadcasting of two shapes. */
-export function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
-  const rank = Math.max(a.length, b.length);
-  const out = new Array<number>(rank);
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1;
-    const db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new RangeError(`${op}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast`);
-    out[i] = da === 1 ? db : da;
-  }
-  return out;
-}
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -93,7 +81,7 @@ interface BinarySaved {
 function binaryForward(op: 'add' | 'mul', inputs: (Tensor | null)[]): { out: Tensor; saved: BinarySaved } {
   const a = required(inputs[0], op, 'a');
   const b = required(inputs[1], op, 'b');
-  const shape = broadcastShapes(a.shape, b.shape, op);
+  const shape = outputShape(op, [a.shape, b.shape], {});
   const n = numel(shape);
   const ia = broadcastIndex(a.shape, shape);
   const ib = broadcastIndex(b.shape, shape);

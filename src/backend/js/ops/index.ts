@@ -1,5 +1,5 @@
-// Every op of the graph IR (OpAttrs) with its JS kernel; the mapped type makes a missing op a compile error.
-import type { OpName } from '../../../model/graph.js';
+// Every op of the op table (model/ops.ts) with its JS kernel; the mapped type makes a missing op a compile error.
+import type { OpName } from '../../../model/ops.js';
 import { attention } from './attention.js';
 import { add, gelu, mul, quickGelu, relu, relu6 } from './elementwise.js';
 import type { Kernel } from './kernel.js';

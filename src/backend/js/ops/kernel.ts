@@ -1,6 +1,6 @@
 // The contract of one op of the graph IR on the JS backend: a forward that also returns what its backward needs,
 // and a backward that maps the output's gradient to each input's (null where not needed).
-import type { OpAttrs, OpName } from '../../../model/graph.js';
+import type { OpAttrs, OpName } from '../../../model/ops.js';
 import type { Floats } from '../../types.js';
 import type { Tensor } from '../tensor.js';
 

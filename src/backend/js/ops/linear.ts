@@ -2,6 +2,7 @@
 import type { Floats } from '../../types.js';
 import { gemm, mat } from '../matmul.js';
 import { shapeStr, zerosLike, type Tensor } from '../tensor.js';
+import { outputShape } from '../../../model/ops.js';
 import { required, type Kernel } from './kernel.js';
 
 /** Fills each of `rows` rows of `out` (row length n, at `off`) with `bias`. */
@@ -29,15 +30,14 @@ export const linear: Kernel<'linear', LinearSaved> = {
     const x = required(inputs[0], 'linear', 'x');
     const w = required(inputs[1], 'linear', 'weight');
     const b = inputs[2];
-    if (w.shape.length !== 2) throw new RangeError(`linear: weight must be [out, in], got ${shapeStr(w.shape)}`);
+    const shape = outputShape('linear', [x.shape, w.shape], {});
     const [N, K] = w.shape;
-    if (x.shape[x.shape.length - 1] !== K) throw new RangeError(`linear: input ${shapeStr(x.shape)} does not end in ${K} (weight ${shapeStr(w.shape)})`);
     if (b && b.data.length !== N) throw new RangeError(`linear: bias ${shapeStr(b.shape)} for ${N} outputs`);
     const M = x.data.length / K;
     const out = zerosLike(x.data, M * N);
     if (b) fillRows(out, 0, M, N, b.data);
     gemm(M, N, K, mat(x.data, 0, K), mat(w.data, 0, K, true), out, 0, N, !!b);
-    return { out: { shape: [...x.shape.slice(0, -1), N], data: out }, saved: { x, w, rows: M, hasBias: !!b } };
+    return { out: { shape, data: out }, saved: { x, w, rows: M, hasBias: !!b } };
   },
   backward({ x, w, rows: M, hasBias }, dy, needs) {
     const [N, K] = w.shape;
@@ -130,15 +130,10 @@ export const conv2d: Kernel<'conv2d', ConvSaved> = {
     const x = required(inputs[0], 'conv2d', 'x');
     const w = required(inputs[1], 'conv2d', 'weight');
     const bias = inputs[2];
-    if (x.shape.length !== 4 || w.shape.length !== 4 || x.shape[1] !== w.shape[1]) {
-      throw new RangeError(`conv2d: input ${shapeStr(x.shape)} and weight ${shapeStr(w.shape)} do not fit [B, C, H, W] and [out, C, kh, kw]`);
-    }
-    if (!(stride >= 1) || !(pad >= 0)) throw new RangeError(`conv2d: stride ${stride} / padding ${pad}`);
+    const shape = outputShape('conv2d', [x.shape, w.shape], { stride, padding: pad });
     const [B, Ci, H, W] = x.shape;
     const [Co, , kh, kw] = w.shape;
-    const Ho = Math.floor((H + 2 * pad - kh) / stride) + 1;
-    const Wo = Math.floor((W + 2 * pad - kw) / stride) + 1;
-    if (Ho < 1 || Wo < 1) throw new RangeError(`conv2d: kernel ${kh}x${kw} is larger than the padded input ${shapeStr(x.shape)}`);
+    const [, , Ho, Wo] = shape;
     if (bias && bias.data.length !== Co) throw new RangeError(`conv2d: bias ${shapeStr(bias.shape)} for ${Co} channels`);
     const g: ConvGeometry = { B, Ci, H, W, Co, kh, kw, stride, pad, Ho, Wo };
     const L = Ho * Wo, CK = Ci * kh * kw;
@@ -151,7 +146,7 @@ export const conv2d: Kernel<'conv2d', ConvSaved> = {
       // out_b [Co, L] = w [Co, CK] @ cols_b [CK, L]
       gemm(Co, L, CK, mat(w.data, 0, CK), mat(cols, b * CK * L, L), out, o, L, !!bias);
     }
-    return { out: { shape: [B, Co, Ho, Wo], data: out }, saved: { g, w, cols, hasBias: !!bias } };
+    return { out: { shape, data: out }, saved: { g, w, cols, hasBias: !!bias } };
   },
   backward({ g, w, cols, hasBias }, dy, needs) {
     const { B, Ci, H, W, Co, kh, kw, Ho, Wo } = g;

@@ -1,6 +1,7 @@
 // mean over a contiguous run of axes (the IR's reduction, e.g. global average pooling over [2, 3]).
 import type { Floats } from '../../types.js';
 import { numel, zerosLike } from '../tensor.js';
+import { outputShape } from '../../../model/ops.js';
 import { required, type Kernel } from './kernel.js';
 
 interface MeanSaved {
@@ -27,7 +28,7 @@ export const mean: Kernel<'mean', MeanSaved> = {
       }
     }
     for (let k = 0; k < y.length; k++) y[k] /= n;
-    return { out: { shape: [...x.shape.slice(0, first), ...x.shape.slice(last + 1)], data: y }, saved: { outer, n, inner, like: x.data } };
+    return { out: { shape: outputShape('mean', [x.shape], { axes }), data: y }, saved: { outer, n, inner, like: x.data } };
   },
   backward({ outer, n, inner, like }, dy) {
     const g = zerosLike(like);

@@ -1,45 +1,21 @@
 // Ops that move data without arithmetic: reshape, transpose, concat, slice, expand_batch.
 import type { Floats } from '../../types.js';
-import { axisOf, numel, shapeStr, strides, zerosLike } from '../tensor.js';
+import { axisOf, numel, strides, zerosLike } from '../tensor.js';
+import { outputShape, sliceBounds } from '../../../model/ops.js';
 import { required, type Kernel } from './kernel.js';
-
-/** The target shape of a reshape: 0 copies the input's dim at that index, one -1 is inferred. */
-export function reshapeTarget(inShape: readonly number[], spec: readonly number[]): number[] {
-  const n = numel(inShape);
-  const shape = spec.map((d, i) => {
-    if (d === 0) {
-      if (i >= inShape.length) throw new RangeError(`reshape: 0 at index ${i} but the input ${shapeStr(inShape)} has rank ${inShape.length}`);
-      return inShape[i];
-    }
-    return d;
-  });
-  const infer = shape.indexOf(-1);
-  if (infer !== shape.lastIndexOf(-1)) throw new RangeError(`reshape: more than one -1 in ${shapeStr(spec)}`);
-  if (shape.some((d, i) => i !== infer && (!Number.isInteger(d) || d < 0))) throw new RangeError(`reshape: invalid shape ${shapeStr(spec)}`);
-  if (infer >= 0) {
-    const rest = shape.reduce((p, d, i) => (i === infer ? p : p * d), 1);
-    if (rest === 0 || n % rest !== 0) throw new RangeError(`reshape: cannot infer -1 in ${shapeStr(spec)} for input ${shapeStr(inShape)}`);
-    shape[infer] = n / rest;
-  }
-  if (numel(shape) !== n) throw new RangeError(`reshape: shape ${shapeStr(spec)} is invalid for input ${shapeStr(inShape)} (${n} elements)`);
-  return shape;
-}
 
 export const reshape: Kernel<'reshape', null> = {
   forward(inputs, { shape }) {
     const x = required(inputs[0], 'reshape', 'x');
     // the data is shared: values are never written after they are made
-    return { out: { shape: reshapeTarget(x.shape, shape), data: x.data }, saved: null };
+    return { out: { shape: outputShape('reshape', [x.shape], { shape }), data: x.data }, saved: null };
   },
   backward: (_s, dy, needs) => [needs[0] ? dy : null],
 };
 
-/** out = x permuted: out dim i is x dim perm[i]. */
+/** out = x permuted: out dim i is x dim perm[i] (a permutation of x's axes, as the transpose rule checks). */
 export function permute(x: Floats, shape: readonly number[], perm: readonly number[]): { data: Floats; shape: number[] } {
   const rank = shape.length;
-  if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
-    throw new RangeError(`transpose: ${shapeStr(perm)} is not a permutation of ${rank} axes`);
-  }
   const outShape = perm.map((p) => shape[p]);
   const st = strides(shape);
   const ps = perm.map((p) => st[p]);
@@ -67,9 +43,9 @@ export function permute(x: Floats, shape: readonly number[], perm: readonly numb
 export const transpose: Kernel<'transpose', { perm: number[]; outShape: number[] }> = {
   forward(inputs, { perm }) {
     const x = required(inputs[0], 'transpose', 'x');
+    const shape = outputShape('transpose', [x.shape], { perm });
     const p = perm.map((a) => axisOf(a, x.shape.length, 'transpose'));
-    const out = permute(x.data, x.shape, p);
-    return { out, saved: { perm: p, outShape: out.shape } };
+    return { out: { shape, data: permute(x.data, x.shape, p).data }, saved: { perm: p, outShape: shape } };
   },
   backward({ perm, outShape }, dy, needs) {
     if (!needs[0]) return [null];
@@ -88,14 +64,9 @@ interface ConcatSaved {
 export const concat: Kernel<'concat', ConcatSaved> = {
   forward(inputs, { axis }) {
     const parts = inputs.map((t, i) => required(t, 'concat', `input ${i}`));
-    if (parts.length === 0) throw new RangeError('concat: no inputs');
+    const shape = outputShape('concat', parts.map((t) => t.shape), { axis });
     const first = parts[0].shape;
     const a = axisOf(axis, first.length, 'concat');
-    for (const t of parts) {
-      if (t.shape.length !== first.length || t.shape.some((d, i) => i !== a && d !== first[i])) {
-        throw new RangeError(`concat: shapes ${parts.map((p) => shapeStr(p.shape)).join(', ')} differ off axis ${axis}`);
-      }
-    }
     const inner = numel(first.slice(a + 1));
     const outer = numel(first.slice(0, a));
     const blocks = parts.map((t) => t.shape[a] * inner);
@@ -108,8 +79,6 @@ export const concat: Kernel<'concat', ConcatSaved> = {
         pos += blocks[i];
       });
     }
-    const shape = [...first];
-    shape[a] = parts.reduce((s, t) => s + t.shape[a], 0);
     return { out: { shape, data: out }, saved: { outer, blocks } };
   },
   backward({ outer, blocks }, dy, needs) {
@@ -137,20 +106,16 @@ interface SliceSaved {
 export const slice: Kernel<'slice', SliceSaved> = {
   forward(inputs, { axis, start, end }) {
     const x = required(inputs[0], 'slice', 'x');
+    const shape = outputShape('slice', [x.shape], { axis, start, end });
     const a = axisOf(axis, x.shape.length, 'slice');
     const dim = x.shape[a];
-    // PyTorch's slice: negative bounds count from the end, then both clamp to [0, dim]
-    const clamp = (i: number) => Math.min(Math.max(i < 0 ? i + dim : i, 0), dim);
-    const s = clamp(start), e = Math.max(clamp(end), s);
-    const len = e - s;
+    const { start: s, len } = sliceBounds(dim, start, end);
     const inner = numel(x.shape.slice(a + 1)), outer = numel(x.shape.slice(0, a));
     const out = zerosLike(x.data, outer * len * inner);
     for (let o = 0; o < outer; o++) {
       const from = (o * dim + s) * inner;
       out.set(x.data.subarray(from, from + len * inner), o * len * inner);
     }
-    const shape = [...x.shape];
-    shape[a] = len;
     return { out: { shape, data: out }, saved: { dim, outer, inner, start: s, len } };
   },
   backward({ dim, outer, inner, start, len }, dy, needs) {
@@ -165,11 +130,11 @@ export const expandBatch: Kernel<'expand_batch', { block: number; batch: number 
   forward(inputs) {
     const t = required(inputs[0], 'expand_batch', 't');
     const ref = required(inputs[1], 'expand_batch', 'ref');
-    if (t.shape[0] !== 1) throw new RangeError(`expand_batch: the tensor must have a leading 1, got ${shapeStr(t.shape)}`);
+    const shape = outputShape('expand_batch', [t.shape, ref.shape], {});
     const batch = ref.shape[0], block = t.data.length;
     const out = zerosLike(t.data, batch * block);
     for (let b = 0; b < batch; b++) out.set(t.data, b * block);
-    return { out: { shape: [batch, ...t.shape.slice(1)], data: out }, saved: { block, batch } };
+    return { out: { shape, data: out }, saved: { block, batch } };
   },
   backward({ block, batch }, dy, needs) {
     if (!needs[0]) return [null, null];
