@@ -43,6 +43,7 @@ export function buildProgram(): Command {
     .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
+    .option('--overwrite', "replace an earlier run's checkpoints (default: keep them, renamed <model>_<last|best>.<run id>.pt)")
     .enablePositionalOptions()
     .helpCommand(true)   // `penny-train help predict`: implicit only where the root has no action of its own
     .showHelpAfterError('(penny-train --help shows the usage)')
@@ -64,7 +65,7 @@ Example (the original's sanity run):
       const controller = stopOnSignals();
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
-        dataExamples: o.data_examples, backend: o.backend, threads: o.threads, signal: controller.signal,
+        dataExamples: o.data_examples, backend: o.backend, threads: o.threads, overwrite: o.overwrite, signal: controller.signal,
       });
     });
   program.command('export')

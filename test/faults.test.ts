@@ -144,6 +144,23 @@ describe('stale checkpoints', () => {
     expect(r.stderr).toMatch(/WARNING: output\/checkpoints\/side_best\.pt was written by another run \(\d{8}-\d{6}-[0-9a-f]{8}\), not this one \(\d{8}-\d{6}-[0-9a-f]{8}\): testing and exporting this run's last weights instead/);
     expect(r.stdout).toMatch(/^Test \(last weights\): /m);
   });
+
+  it("a fresh run keeps an earlier run's checkpoints under its run id; --overwrite replaces them", async () => {
+    const { cwd, config } = scratchRun((y) => y.replace(/quantize: true/g, 'quantize: false'));
+    const run = (...extra: string[]) => runCli([...TINY, '--epochs', '1', '--config_file', config, ...extra], cwd);
+    expect((await run()).code).toBe(0);
+    const ckpt = path.join(cwd, 'output/checkpoints');
+    const first = fs.readFileSync(path.join(ckpt, 'side_best.pt'));
+    const second = await run();
+    expect(second.code, second.stderr).toBe(0);
+    const kept = fs.readdirSync(ckpt).filter((f) => /^side_(last|best)\.\d{8}-\d{6}-[0-9a-f]{8}\.pt$/.test(f));
+    expect(kept).toHaveLength(2);
+    expect(fs.readFileSync(path.join(ckpt, kept.find((f) => f.startsWith('side_best'))!)).equals(first)).toBe(true);
+    expect(second.stderr).toMatch(/output\/checkpoints\/side_best\.pt is an earlier run's \(\d{8}-\d{6}-[0-9a-f]{8}\): kept as output\/checkpoints\/side_best\.\d{8}-\d{6}-[0-9a-f]{8}\.pt \(--overwrite replaces it instead\)/);
+    const third = await run('--overwrite');
+    expect(third.code, third.stderr).toBe(0);
+    expect(fs.readdirSync(ckpt).filter((f) => f.startsWith('side_')).sort()).toEqual([...kept, 'side_best.pt', 'side_last.pt'].sort());
+  });
 });
 
 describe('kill -9', () => {

@@ -93,6 +93,16 @@ export async function saveCheckpoint(file: string, model: PennyModel, c: Omit<Ch
 
 type Dict = Record<string, unknown>;
 
+/** The run that wrote a checkpoint (its run_id), or null where the file cannot be read or predates run ids. */
+export async function runIdOf(file: string): Promise<string | null> {
+  try {
+    const d = (await readTorchFile(file)) as Dict;
+    return typeof d.run_id === 'string' && /^[\w.-]+$/.test(d.run_id) ? d.run_id : null;
+  } catch {
+    return null;
+  }
+}
+
 const isDict = (v: unknown): v is Dict => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
 const isInt = (v: unknown, min: number): v is number => Number.isSafeInteger(v) && (v as number) >= min;
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);

@@ -16,7 +16,7 @@ import { buildBackbone, getBackbone } from '../model/backbones.js';
 import type { HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { learnRoiLocator, type RoiTemplate } from '../predict/locate.js';
-import { checkParamsFit, loadCheckpoint, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
+import { checkParamsFit, loadCheckpoint, runIdOf, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
 import { RunLog, timestamp } from './log.js';
 import { argmaxRows, metricsText, taskMetricsText, Tally, type Metrics } from './metrics.js';
@@ -47,6 +47,8 @@ export interface TrainOptions {
   onEpoch?: (e: EpochReport) => void | Promise<void>;
   /** no console output (the log file is still written) */
   quiet?: boolean;
+  /** a fresh run replaces an earlier run's _last.pt / _best.pt instead of keeping them under their run id */
+  overwrite?: boolean;
 }
 
 export interface EpochReport {
@@ -133,6 +135,27 @@ function prepareOutputs(cfg: TrainingConfig): void {
   }
 }
 
+/**
+ * A fresh run would write over the _last.pt / _best.pt an earlier run left (a day of ViT training under the same
+ * name as a minute of cnn_small): they are kept, renamed <model>_<last|best>.<their run id>.pt (the file's time where
+ * the id cannot be read), and the log says so; `overwrite` replaces them instead.
+ */
+async function keepEarlierRun(key: string, log: RunLog, overwrite: boolean): Promise<void> {
+  for (const which of ['last', 'best']) {
+    const file = path.join(CHECKPOINT_DIR, `${key}_${which}.pt`);
+    if (!fs.existsSync(file)) continue;
+    if (overwrite) {
+      log.info(`--overwrite: ${file} of an earlier run will be replaced`);
+      continue;
+    }
+    const id = (await runIdOf(file)) ?? `from-${timestamp(fs.statSync(file).mtime)}`;
+    let kept = path.join(CHECKPOINT_DIR, `${key}_${which}.${id}.pt`);
+    for (let n = 2; fs.existsSync(kept); n++) kept = path.join(CHECKPOINT_DIR, `${key}_${which}.${id}-${n}.pt`);
+    fs.renameSync(file, kept);
+    log.warn(`${file} is an earlier run's (${id}): kept as ${kept} (--overwrite replaces it instead)`);
+  }
+}
+
 /** The config's model on its device (default: cuda when the native build sees one, else cpu). */
 function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
   return createModel({
@@ -166,6 +189,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
   for (const w of index.warnings) log.warn(`data: ${w}`);
+  if (!resume) await keepEarlierRun(key, log, options.overwrite ?? false);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
   if (!resume && !pretrained.weights) {
     log.warn(`WARNING: no pretrained weights for ${cfg.backbone} (${'reason' in pretrained ? pretrained.reason : ''}). ` +
