@@ -232,3 +232,11 @@ describe('EXIF orientation', () => {
     expect(colourAt(d, d.width * 0.6, d.height * 0.45)).toBe('red');
   });
 });
+
+describe('data_root', () => {
+  it('a data_root that is missing or a file is one message, not one per image', async () => {
+    const cfg = await dataset('side', [], {});
+    expect(await errorOf({ ...cfg, data_root: path.join(cfg.data_root, 'nope') })).toMatch(/^data_root .*nope \(the side section's\) does not exist$/);
+    expect(await errorOf({ ...cfg, data_root: cfg.metadata_json_path })).toMatch(/^data_root .*metadata\.json \(the side section's\) is not a folder$/);
+  });
+});

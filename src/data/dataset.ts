@@ -161,6 +161,10 @@ function inside(root: string, p: string): boolean {
  */
 export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
   const model = cfg.model_type;
+  // one message for a wrong data_root, not one per image
+  if (!fs.existsSync(cfg.data_root) || !fs.statSync(cfg.data_root).isDirectory()) {
+    throw new DataError(`data_root ${cfg.data_root} (the ${model} section's) ${fs.existsSync(cfg.data_root) ? 'is not a folder' : 'does not exist'}`);
+  }
   const problems: string[] = [];
   const warnings: string[] = [];
   const entries = parseMetadata(readJson(cfg.metadata_json_path, 'metadata'), cfg.metadata_json_path, model, problems, warnings);
@@ -181,7 +185,7 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
   }
   // Uids cannot name a file outside data_root: normaliseUid refuses '..' and absolute paths, and here a symlink's
   // target must lie inside it too.
-  const root = fs.existsSync(cfg.data_root) ? fs.realpathSync(cfg.data_root) : path.resolve(cfg.data_root);
+  const root = fs.realpathSync(cfg.data_root);
   type Found = { s: Sample; split: Split; sha256: string };
   const samples = await mapLimit(candidates, 8, async ({ e, label }): Promise<Found | null> => {
     const named = path.join(cfg.data_root, e.uid);
