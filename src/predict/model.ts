@@ -123,15 +123,23 @@ function model(file: string, format: LoadedModel['format'], modelType: ModelKey,
     },
     async classifyMany(items, options = {}) {
       const batchSize = options.batchSize ?? 16, topK = Math.min(options.topK ?? 5, labels.length);
-      const out: Classification[] = [];
-      for (let i = 0; i < items.length; i += batchSize) {
-        const batch = items.slice(i, i + batchSize);
+      // the next batch is decoded while this one runs (onnxruntime and LibTorch compute off the main thread)
+      const prepare = (start: number) => {
+        const batch = items.slice(start, start + batchSize);
         const pixels = new Float32Array(batch.length * inputSize);
-        await mapLimit(batch, options.concurrency ?? 4, async (it, j) => {
+        const ready = mapLimit(batch, options.concurrency ?? 4, async (it, j) => {
           await preprocess(it.image, recipe, it, pixels, j * inputSize, it.size ?? await displayedSize(it.image));
-        });
-        const logits = await run(pixels, batch.length);
-        for (let j = 0; j < batch.length; j++) out.push(classification(logits.subarray(j * labels.length, (j + 1) * labels.length), labels, topK, modelType));
+        }).then(() => ({ n: batch.length, pixels }));
+        ready.catch(() => {});   // awaited below; a failure is thrown there, not reported as unhandled meanwhile
+        return ready;
+      };
+      const out: Classification[] = [];
+      let next = items.length ? prepare(0) : null;
+      for (let i = 0; next; i += batchSize) {
+        const { n, pixels } = await next;
+        next = i + batchSize < items.length ? prepare(i + batchSize) : null;
+        const logits = await run(pixels, n);
+        for (let j = 0; j < n; j++) out.push(classification(logits.subarray(j * labels.length, (j + 1) * labels.length), labels, topK, modelType));
       }
       return out;
     },
