@@ -186,7 +186,7 @@ describe('augmentation warp', () => {
     metadata_json_path: path.join(ROOT, 'metadata', 'metadata.json'), roi_json_path: path.join(ROOT, 'metadata', 'roi_coordinates.json') };
   const size = 40;
   const spec = { height: size, width: size, fit: 'cover' as const, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] };   // output in 0..255
-  const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0, rotate_relabel: false };
+  const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0, rotate_relabel: false, roi_jitter: 0 };
   const draw = (d: Decoded, aug: Augment | null, seed = 1) => {
     const out = new Float32Array(3 * size * size);
     render(d, spec, aug, aug ? augmentRng(seed, 0, 'u') : null, out, 0);
@@ -261,4 +261,12 @@ describe('augmentation warp', () => {
   function firstDraw(seed: number): number {
     return augmentRng(seed, 0, 'u').next();
   }
+  it('roi_jitter moves and scales the box, drawn after every other draw (0 changes nothing)', async () => {
+    const d = await decode({ file: path.join(ROOT, 'data_examples', 'UID000003.jpg'), width: 256, height: 256, crop: { x: 150, y: 120, width: 80, height: 60 } }, spec);
+    const base = draw(d, { ...none, brightness: 0.2 }, 7);
+    expect(draw(d, { ...none, brightness: 0.2, roi_jitter: 0 }, 7)).toEqual(base);
+    const moved = draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 7);
+    expect(moved).not.toEqual(base);
+    expect(draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 8)).not.toEqual(moved);
+  });
 });

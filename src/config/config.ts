@@ -19,6 +19,12 @@ export interface Augment {
   hflip_p: number;
   /** orientation: the rotation (any angle up to rotation_deg) turns the label with the coin */
   rotate_relabel: boolean;
+  /**
+   * date and mint: the ROI box moved by up to this fraction of its width/height and scaled by 1 +- it (what falls
+   * outside the box reads its edge, as letterbox's fill), so a model reads boxes drawn less exactly than the ROI
+   * file's, such as prediction's located ones; 0: the box as given
+   */
+  roi_jitter: number;
 }
 
 /** How a date/mint ROI reaches the model: whole, scaled to fit and padded (letterbox) or stretched; or centre-cropped. */
@@ -101,6 +107,7 @@ const AUGMENT: Record<keyof Augment, Check> = {
   blur_p: prob,
   hflip_p: prob,
   rotate_relabel: bool,
+  roi_jitter: num(0, 0.5),
 };
 
 const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
@@ -193,7 +200,7 @@ function defaultsFor(key: string) {
   const roi = key === 'date' || key === 'mint';
   return {
     section: { roi_fit: roi ? 'letterbox' : 'crop', align_roi: false, date_head: key === 'date' ? 'factorised' : 'flat', label_smoothing_bins: 0, select_best_by: 'f1_macro', checkpoint_every_steps: 0 },
-    augment: { rotate_relabel: false },
+    augment: { rotate_relabel: false, roi_jitter: 0 },
   };
 }
 
@@ -234,6 +241,9 @@ function taskProblems(s: Record<string, unknown>, key: string, where: string): s
   if (s.date_head !== 'flat' && key !== 'date') out.push(`${where}.date_head applies to the date model only (got ${show(s.date_head)})`);
   if ((s.augment as Partial<Augment> | undefined)?.rotate_relabel === true && key !== 'orientation') {
     out.push(`${where}.augment.rotate_relabel applies to orientation only: the other labels do not turn with the coin`);
+  }
+  if (((s.augment as Partial<Augment> | undefined)?.roi_jitter ?? 0) > 0 && !roi) {
+    out.push(`${where}.augment.roi_jitter applies to date and mint (their ROI crops), not ${key}`);
   }
   if (s.select_best_by === 'angle_mae' && key !== 'orientation') out.push(`${where}.select_best_by angle_mae applies to orientation only`);
   if (typeof s.label_smoothing_bins === 'number' && s.label_smoothing_bins > 0 && key !== 'orientation' && key !== 'date') {

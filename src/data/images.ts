@@ -200,7 +200,8 @@ function viewOf(d: Decoded): View {
 
 /**
  * The seeded train draws, in a fixed order: rotation, random resized crop (area fraction crop_scale, the
- * output's aspect, anywhere inside the view), brightness, saturation, hue, contrast, blur (probability, sigma), flip.
+ * output's aspect, anywhere inside the view), brightness, saturation, hue, contrast, blur (probability, sigma), flip;
+ * with roi_jitter, the view's move (x, y) and scale.
  */
 function drawTrain(d: Decoded, spec: ImageSpec, aug: Augment, rng: Rng): { placement: Placement; colour: ColourMatrix; sigma: number } {
   const view = viewOf(d);
@@ -216,7 +217,14 @@ function drawTrain(d: Decoded, spec: ImageSpec, aug: Augment, rng: Rng): { place
   const contrast = uniform(rng, 1 - aug.contrast, 1 + aug.contrast);
   const sigma = rng.next() < aug.blur_p ? uniform(rng, 0.3, 2.0) : 0;
   const flip = rng.next() < aug.hflip_p;
-  return { placement: { rotation, zoom, ox, oy, flip }, colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
+  const placement = { rotation, zoom, ox, oy, flip };
+  if (aug.roi_jitter > 0) {   // drawn last, so a config without it keeps every earlier draw
+    const j = aug.roi_jitter;
+    placement.ox += uniform(rng, -j, j) * view.width;
+    placement.oy += uniform(rng, -j, j) * view.height;
+    placement.zoom *= uniform(rng, 1 - j, 1 + j);
+  }
+  return { placement, colour: colourMatrix(brightness, saturation, hue, contrast), sigma };
 }
 
 /**
