@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // penny-train: the command line over train() (and export, which shares its code path).
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { addPredictCommand } from './predict/command.js';
 import { exportCheckpoint, train } from './train/train.js';
+import { positiveInt } from './util/cli-args.js';
 import { PACKAGE_VERSION } from './version.js';
 
 // sharp decodes on libuv's pool (the native steps run on their own compute thread): room for the loader's batches of
@@ -24,11 +25,6 @@ export function normaliseArgv(argv: string[]): string[] {
   });
 }
 
-const positiveInt = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
 
 export function buildProgram(): Command {
   const program = new Command('penny-train')

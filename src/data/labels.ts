@@ -43,6 +43,11 @@ export function orientationBin(angle: number): number {
   return Math.min(119, Math.floor(a / ORIENTATION_BIN_DEG));
 }
 
+/** The centre of an orientation bin, in degrees: the angle a predicted bin stands for. */
+export function orientationBinCentre(bin: number): number {
+  return (bin + 0.5) * ORIENTATION_BIN_DEG;
+}
+
 /** The label of `e` for `model`, or null when the sample does not belong to that model (e.g. reverse for date). */
 export function labelOf(model: ModelKey, e: Entry): number | null {
   switch (model) {

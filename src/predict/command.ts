@@ -4,6 +4,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { Box } from '../data/dataset.js';
 import { UsageError } from '../errors.js';
+import { positiveInt } from '../util/cli-args.js';
 import type { Classification } from './model.js';
 import { loadModels, readCoins, type CoinReading } from './read-coin.js';
 
@@ -27,11 +28,6 @@ const angle = (v: string) => {
   return ((n % 360) + 360) % 360;
 };
 
-const positiveInt = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
 
 /** The images named: files as given, folders' image files (by extension, sorted, not recursive). */
 function listImages(inputs: string[]): { file: string; named: boolean }[] {

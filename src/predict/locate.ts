@@ -14,6 +14,7 @@ import type { Box, Sample } from '../data/dataset.js';
 import { exactUprightSize } from '../data/roi.js';
 import { DataError } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
+import { nameOf } from './preprocess.js';
 
 /** A coin in image pixels (as displayed: EXIF orientation applied). */
 export interface Coin {
@@ -48,7 +49,7 @@ export async function findCoin(image: string | Buffer, size?: [number, number]):
   try {
     c = circleIn(data, info.width, info.height);
   } catch (e) {
-    throw new DataError(`${typeof image === 'string' ? image : `an image of ${image.length} bytes`}: ${(e as Error).message}`);
+    throw new DataError(`${nameOf(image)}: ${(e as Error).message}`);
   }
   const k = width / info.width;
   return { cx: c.cx * k, cy: c.cy * k, r: c.r * k };

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import type ort from 'onnxruntime-node';
 import { MODEL_KEYS, type ModelKey } from '../config/config.js';
 import { preprocessRecipe, type PreprocessRecipe } from '../data/images.js';
-import { ORIENTATION_BIN_DEG } from '../data/labels.js';
+import { orientationBinCentre } from '../data/labels.js';
 import { UsageError } from '../errors.js';
 import { metadataOf, readModel } from '../export/onnx-proto.js';
 import { createSession, runOnnx } from '../export/parity.js';
@@ -158,7 +158,7 @@ export function classification(logits: Float32Array, labels: string[], k: number
   const sum = e.reduce((a, b) => a + b, 0);
   const ranked = e.map((v, i) => ({ i, p: v / sum })).sort((a, b) => b.p - a.p).slice(0, k);
   const topK = ranked.map(({ i, p }) => ({ label: labels[i], probability: p }));
-  return { ...topK[0], topK, ...(modelType === 'orientation' && { angle: (ranked[0].i + 0.5) * ORIENTATION_BIN_DEG }) };
+  return { ...topK[0], topK, ...(modelType === 'orientation' && { angle: orientationBinCentre(ranked[0].i) }) };
 }
 
 const isModelKey = (v: unknown): v is ModelKey => typeof v === 'string' && (MODEL_KEYS as readonly string[]).includes(v);

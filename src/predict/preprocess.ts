@@ -18,7 +18,8 @@ export interface RoiPlacement {
   angle?: number;
 }
 
-const nameOf = (image: ImageInput) => (typeof image === 'string' ? image : `an image of ${image.length} bytes`);
+/** An image as messages name it: its path, or its size in bytes. */
+export const nameOf = (image: ImageInput) => (typeof image === 'string' ? image : `an image of ${image.length} bytes`);
 
 /** The image's width and height as displayed (EXIF orientation applied): the frame ROIs are given in. */
 export async function displayedSize(image: ImageInput): Promise<[number, number]> {

@@ -2,7 +2,7 @@
 // average='macro': over the classes that occur in the labels or the predictions); and the figures the ordered
 // tasks are read by: orientation's circular angle error and accuracy within one bin, date's within one year.
 import type { ModelKey } from '../config/config.js';
-import { ORIENTATION_BIN_DEG } from '../data/labels.js';
+import { ORIENTATION_BIN_DEG, orientationBinCentre } from '../data/labels.js';
 
 export interface Metrics {
   loss: number;
@@ -73,9 +73,8 @@ export class Tally {
   /** orientation: mean circular distance from the predicted bin's centre to the true angle (or its bin's centre) */
   get angleMae(): number {
     if (!this.n) return NaN;
-    const centre = (bin: number) => (bin + 0.5) * ORIENTATION_BIN_DEG;
     let sum = 0;
-    for (let i = 0; i < this.n; i++) sum += angleBetween(centre(this.pred[i]), this.angles[i] ?? centre(this.truth[i]));
+    for (let i = 0; i < this.n; i++) sum += angleBetween(orientationBinCentre(this.pred[i]), this.angles[i] ?? orientationBinCentre(this.truth[i]));
     return sum / this.n;
   }
 
