@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // penny-train: the command line over train() (and export, which shares its code path).
 import { Command, CommanderError, Option } from 'commander';
-import { MODEL_KEYS, DEFAULT_CONFIG_FILE } from './config/config.js';
+import { MODEL_KEYS, DEFAULT_CONFIG_FILE, parseSettings } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { addPredictCommand } from './predict/command.js';
 import { exportCheckpoint, train } from './train/train.js';
@@ -39,6 +39,8 @@ export function buildProgram(): Command {
     .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
+    .option('--set <key=value>', 'override any config key, dotted for nested ones (augment.blur_p=0); repeatable',
+      (v: string, all: string[] = []) => [...all, v])
     .option('--overwrite', "replace an earlier run's checkpoints (default: keep them, renamed <model>_<last|best>.<run id>.pt)")
     .enablePositionalOptions()
     .helpCommand(true)   // `penny-train help predict`: implicit only where the root has no action of its own
@@ -62,12 +64,18 @@ Example (the original's sanity run):
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
         dataExamples: o.data_examples, backend: o.backend, threads: o.threads, overwrite: o.overwrite, signal: controller.signal,
+        set: o.set ? parseSettings(o.set) : undefined,
       });
     });
   program.command('export')
-    .description('re-export a checkpoint to ONNX (fp32, int8) without training, as the end of a training run does')
+    .description('re-export a checkpoint to ONNX (fp32, int8) without training, as the end of a training run does, ' +
+      'from the config stored in the checkpoint')
     .requiredOption('--checkpoint <path.pt>', 'a penny-train checkpoint (output/checkpoints/<model>_best.pt)')
-    .option('--config_file <path>', 'the master config (alias --config-file)', DEFAULT_CONFIG_FILE)
+    .option('--output <dir>', "the folder for the ONNX files (default: the config's output_dir)")
+    .option('--no-int8', 'write the fp32 ONNX only')
+    .option('--calibration <dir>', 'images to calibrate INT8 on (and, without the training data, to check parity on); ' +
+      'date/mint: ROI crops. Without the data or this, INT8 is skipped')
+    .option('--config_file <path>', "read this config's section instead of the checkpoint's (alias --config-file)")
     .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
     .option('--device <device>', 'cpu, cuda or cuda:N')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
@@ -76,6 +84,7 @@ Example (the original's sanity run):
     .action(async (o) => {
       await exportCheckpoint(o.checkpoint, {
         configFile: o.config_file, dataExamples: o.data_examples, device: o.device, backend: o.backend, threads: o.threads,
+        output: o.output, int8: o.int8, calibration: o.calibration,
         signal: stopOnSignals().signal,
       });
     });

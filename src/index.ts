@@ -8,7 +8,7 @@ export { nativeInfo, setNumThreads, readTorchFile, libtorchBuild } from './backe
 export type { AdamState, Floats, OptimizerOptions, StepResult } from './backend/types.js';
 // export: ONNX fp32 / INT8 / IMX500 (src/export/)
 export * from './export/index.js';
-export { train, type TrainOptions, type TrainResult, type EpochReport, type Metrics } from './train/train.js';
+export { exportCheckpoint, train, type EpochReport, type ExportOptions, type Metrics, type TrainOptions, type TrainResult } from './train/train.js';
 export { loadConfig, MODEL_KEYS, type ModelKey, type TrainingConfig } from './config/config.js';
 // prediction: trained models to answers (src/predict/)
 export { loadModel, type LoadedModel, type Classification, type ClassifyOptions, type Scored } from './predict/model.js';

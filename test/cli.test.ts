@@ -1,5 +1,6 @@
 // The CLI end to end on data_examples with the tiny backbone, and its exit statuses on bad input.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { listFiles, ROOT, runCli, scratchRun, waitForFile } from './helpers.js';
@@ -27,9 +28,28 @@ describe('penny-train CLI', () => {
     for (const line of out.trim().split('\n')) expect(logged).toContain(line);
     expect(logged).toMatch(/WARNING: no pretrained weights/);
     expect(JSON.parse(fs.readFileSync(path.join(cwd, 'output/label_maps/side_label_map.json'), 'utf8'))['4']).toBe('bicentennial');
+
+    // the run record, and the closing block naming every file
+    expect(out).toMatch(/^penny-train \d+\.\d+\.\d+: side, clip_vit_tiny \([\d,]+ parameters\), cpu, native backend \(\d+ threads\), LibTorch \d/m);
+    const run = /^Run record: (output\/runs\/side_\d{8}-\d{6})\/ \(config\.yaml, metrics\.csv, results\.json, (\d+) plots\); open (\S+)$/m.exec(out);
+    expect(run, out).not.toBeNull();
+    const [, dir, plots, report] = run!;
+    expect(report).toBe(`${dir}/report.html`);
+    expect(Number(plots)).toBeGreaterThanOrEqual(4);   // loss, accuracy, lr, confusion (+ the worst misclassified, if any)
+    const csv = fs.readFileSync(path.join(cwd, dir, 'metrics.csv'), 'utf8').trim().split('\n');
+    expect(csv).toHaveLength(2);   // the header and the one epoch
+    const results = JSON.parse(fs.readFileSync(path.join(cwd, dir, 'results.json'), 'utf8'));
+    expect(results.test.acc.toFixed(4)).toBe(/^Test \(best weights\): Loss: [\d.]+, Acc: ([\d.]+)/m.exec(out)![1]);
+    expect(results.test.per_class.map((c: { label: string }) => c.label)).toEqual(Object.values(JSON.parse(fs.readFileSync(path.join(cwd, 'output/label_maps/side_label_map.json'), 'utf8'))));
+    const block = /^Files written:\n((?: {2}\S+\n)+)/m.exec(out + '\n');
+    expect(block).not.toBeNull();
+    const listed = block![1].trim().split('\n').map((l) => l.trim());
+    expect(listed).toEqual(expect.arrayContaining(['output/checkpoints/side_best.pt', exported[0][1], `${dir}/report.html`, logFile && `output/${logFile}`]));
+    for (const f of listed) expect(fs.existsSync(path.join(cwd, f)), f).toBe(true);
+    expect(out).toMatch(/^Total time: \d+:\d\d$/m);
   });
 
-  it('re-exports a checkpoint with `export`, and refuses one that does not fit the config', async () => {
+  it('re-exports a checkpoint with `export`: from its stored config, with or without the data, and refuses one that does not fit a config', async () => {
     const { cwd, config } = scratchRun();
     expect((await runCli([...SANITY, '-m', 'mint', '--config_file', config], cwd)).code).toBe(0);
     const r = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--config_file', config, '--data_examples'], cwd);
@@ -37,6 +57,23 @@ describe('penny-train CLI', () => {
     expect(r.stdout).toMatch(/^ONNX parity \(onnxruntime vs native, \d+ val images\): max \|diff\| /m);
     expect(r.stdout).toMatch(/^Exported: models\/mint\/mint_\d{8}-\d{6}_fp32\.onnx$/m);
     expect(r.stdout).toMatch(/^Exported: models\/mint\/mint_\d{8}-\d{6}_int8\.onnx$/m);
+    // from the checkpoint alone (its stored config), in a folder without the training data
+    const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'penny-export-'));
+    fs.cpSync(path.join(cwd, 'output/checkpoints/mint_best.pt'), path.join(bare, 'mint_best.pt'));
+    const alone = await runCli(['export', '--checkpoint', 'mint_best.pt', '--output', 'fp32-only'], bare);
+    expect(alone.code, alone.stderr).toBe(0);
+    expect(alone.stderr).toMatch(/ONNX parity: no images to check it on/);
+    expect(alone.stdout).toMatch(/^INT8: skipped, no images to calibrate on \(the training data is absent\)/m);
+    expect(listFiles(path.join(bare, 'fp32-only'))).toEqual([expect.stringMatching(/^mint_\d{8}-\d{6}_fp32\.onnx$/)]);
+    const examples = path.join(ROOT, 'data_examples');
+    const calibrated = await runCli(['export', '--checkpoint', 'mint_best.pt', '--output', 'both', '--calibration', examples], bare);
+    expect(calibrated.code, calibrated.stderr).toBe(0);
+    expect(calibrated.stdout).toContain(`ONNX parity (onnxruntime vs native, 8 images of ${examples}): max |diff| `);
+    expect(listFiles(path.join(bare, 'both')).map((f) => f.replace(/\d{8}-\d{6}/, 'T')).sort()).toEqual(['mint_T_fp32.onnx', 'mint_T_int8.onnx']);
+    const noInt8 = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--output', 'no-int8', '--no-int8', '--data_examples'], cwd);
+    expect(noInt8.code, noInt8.stderr).toBe(0);
+    expect(listFiles(path.join(cwd, 'no-int8'))).toEqual([expect.stringMatching(/_fp32\.onnx$/)]);
+
     const other = scratchRun((y) => y.replaceAll('backbone: clip_vit_tiny', 'backbone: coin_clip_vit_b32'));
     fs.cpSync(path.join(cwd, 'output'), path.join(other.cwd, 'output'), { recursive: true });
     const bad = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--config_file', other.config, '--data_examples'], other.cwd);
@@ -69,6 +106,9 @@ describe('penny-train CLI', () => {
     ['bad metadata', ['-m', 'side'], (y) => y.replace(/metadata_json_path: .*/g, 'metadata_json_path: data_examples/UID000001.jpg'), /metadata .*UID000001\.jpg is not valid JSON/],
     ['a foreign checkpoint', ['-m', 'side', '--resume', 'config.yaml'], (y) => y, /cannot read checkpoint config\.yaml/],
     ['a bad device', ['-m', 'side', '--device', 'gpu'], (y) => y, /--device "gpu": not a valid device/],
+    ['a GPU this CPU build cannot give', ['-m', 'side', '--device', 'cuda:7'], (y) => y, /device 'cuda:7' asked for, but (penny-train was built against a CPU-only LibTorch|only \d+ CUDA device)/],
+    ['a bad --set', ['-m', 'side', '--set', 'lr=fast', '--set', 'augment.hux=1'], (y) => y,
+      /with --set: side\.lr must be a number, got "fast"[\s\S]*side\.augment: unknown key 'hux' \(did you mean 'hue'\?\)/],
     ['rotate_relabel on date', ['-m', 'date'], (y) => y.replace(/(date:[\s\S]*?hflip_p: 0\.0\n)/, '$1    rotate_relabel: true\n'),
       /date\.augment\.rotate_relabel applies to orientation only/],
     ['an img_size the backbone cannot take', ['-m', 'side'], (y) => y.replace('img_size: [32, 32]', 'img_size: [32, 40]'),

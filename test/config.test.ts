@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, MODEL_KEYS } from '../src/config/config.js';
+import { loadConfig, MODEL_KEYS, parseSettings } from '../src/config/config.js';
 import { ConfigError } from '../src/errors.js';
 import { ROOT } from './helpers.js';
 
@@ -48,7 +48,25 @@ describe('config', () => {
     const file = variant((y) => y.replace('  batch_size: 32\n', '  batch_sise: 32\n'));
     const msg = failure(() => loadConfig('side', file));
     expect(msg).toContain(`${file}: side: unknown key 'batch_sise' (did you mean 'batch_size'?)`);
-    expect(msg).toContain(`${file}: side: missing key 'batch_size'`);
+  });
+
+  it('gives every key left out its default: a section states only what differs, and {} is the original\'s model', () => {
+    for (const key of MODEL_KEYS) {
+      expect(loadConfig(key, variant(() => `${key}: {}\n`)), key).toEqual(loadConfig(key, MASTER));
+    }
+    const cfg = loadConfig('date', variant(() => 'date:\n  lr: 2.0e-3\n  augment:\n    blur_p: 0\n'));
+    expect([cfg.lr, cfg.augment.blur_p, cfg.augment.rotation_deg, cfg.num_epochs, cfg.output_dir]).toEqual([2e-3, 0, 3, 20, 'models/date']);
+  });
+
+  it('applies --set over the file: any key, dotted for nested ones, values read as YAML, checked like the file', () => {
+    const file = variant(() => 'side:\n  lr: 1.0e-3\n  augment: {blur_p: 0}\n');
+    const cfg = loadConfig('side', file, parseSettings(['lr=2e-3', 'augment.hue=0.1', 'img_size=[64, 64]', 'device=null', 'backbone=cnn_small']));
+    expect([cfg.lr, cfg.augment.hue, cfg.augment.blur_p, cfg.img_size, cfg.device, cfg.backbone]).toEqual([2e-3, 0.1, 0, [64, 64], null, 'cnn_small']);
+    const msg = failure(() => loadConfig('side', file, parseSettings(['augment.hux=0.2', 'lr=fast'])));
+    expect(msg).toContain(`${file} with --set: side.augment: unknown key 'hux' (did you mean 'hue'?)`);
+    expect(msg).toContain(`${file} with --set: side.lr must be a number, got "fast"`);
+    expect(failure(() => parseSettings(['lr']))).toMatch(/--set 'lr': expected key=value/);
+    expect(failure(() => loadConfig('side', file, parseSettings(['augment.blur_p.x=1'])))).toMatch(/--set augment\.blur_p\.x: augment\.blur_p is 0, not a mapping/);
   });
 
   it('names a wrong type or range', () => {

@@ -73,27 +73,36 @@ describe('task metrics', () => {
 });
 
 describe('run log', () => {
-  it('writes every line to the log file, and the progress bar only to a terminal, never to the log', () => {
+  it('writes every line to the log file with its time; the bar only to a terminal, fitted to its width; plain lines without one', () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'penny-log-')), 'run.log');
     const written: string[] = [];
+    const printed: string[] = [];
     const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => (written.push(String(chunk)), true));
-    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
-    const tty = process.stdout.isTTY;
+    const log = vi.spyOn(console, 'log').mockImplementation((line) => { printed.push(String(line)); });
+    const [tty, columns] = [process.stdout.isTTY, process.stdout.columns];
+    const at = (label: string) => ({ label, done: 5, total: 10, loss: 1.23456, imgPerSec: 42.5, epochEta: 70, runEta: 3725 });
     try {
       process.stdout.isTTY = true;
-      const run = new RunLog(file);
-      run.progress('Epoch 1/3', 5, 10, 42.5, 70);
+      process.stdout.columns = 120;
+      const run = new RunLog(file, false, 0);
+      run.progress(at('Epoch 1/3'));
+      process.stdout.columns = 50;
+      run.progress(at('Epoch 1/3'));
       run.info('Epoch 1/3 Summary: ...');
       process.stdout.isTTY = false;
-      run.progress('Epoch 2/3', 5, 10, 42.5, 70);
+      run.progress(at('Epoch 2/3'));
+      run.record('config: {}');
     } finally {
-      process.stdout.isTTY = tty;
+      [process.stdout.isTTY, process.stdout.columns] = [tty, columns];
       write.mockRestore();
       log.mockRestore();
     }
-    expect(written.join('')).toMatch(/\rEpoch 1\/3 5\/10 \[#{12} {12}\] 42\.5 img\/s ETA 1:10/);
-    expect(written.join('')).not.toContain('Epoch 2/3');
-    expect(fs.readFileSync(file, 'utf8')).toBe('Epoch 1/3 Summary: ...\n');
+    const bars = written.join('').split('\r').filter((l) => l.startsWith('Epoch'));
+    expect(bars[0]).toBe('Epoch 1/3 5/10 [############            ] loss 1.2346, 42.5 img/s, ETA 1:10, run 1:02:05\x1b[K');
+    expect(bars[1].replace('\x1b[K', '').length).toBeLessThanOrEqual(49);   // a 50-column terminal: no wrap
+    expect(printed).toEqual(['Epoch 1/3 Summary: ...', 'Epoch 2/3: 5/10 batches, loss 1.2346, 42.5 img/s, ETA 1:10, run 1:02:05']);
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines.map((l) => l.replace(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /, ''))).toEqual([...printed, 'config: {}']);
     expect(timestamp(new Date(2026, 10, 28, 4, 45, 0))).toBe('20261128-044500');
   });
 });

@@ -58,8 +58,8 @@ const GOMP_SPINCOUNT = '3000';
 export function loadAddon(): Addon {
   if (addon) return addon;
   if (!fs.existsSync(ADDON)) {
-    throw new Error(`penny-train's native addon is not built (${ADDON} is missing). Run \`npm install\` ` +
-      '(or `npm run build`) in the penny-train folder; it finds or fetches LibTorch and builds the addon.');
+    throw new Error(`penny-train's native addon is not built (${ADDON} is missing). Run \`npm run build\` ` +
+      'in the penny-train folder; it finds or fetches LibTorch and builds the addon.');
   }
   if (process.env.GOMP_SPINCOUNT === undefined && process.env.OMP_WAIT_POLICY === undefined) process.env.GOMP_SPINCOUNT = GOMP_SPINCOUNT;
   const require = createRequire(import.meta.url);

@@ -1,152 +1,14 @@
-// The training config: one section of configs/training_config.yaml, validated key by key.
+// The training config: one section of a YAML file (configs/training_config.yaml), read against the schema
+// (schema.ts: types, ranges, defaults), then the rules that tie keys to the model; `--set` overrides on top.
 import fs from 'node:fs';
 import yaml from 'js-yaml';
-import { backboneNames, sizeProblem } from '../model/backbones.js';
+import type { z } from 'zod';
+import { sizeProblem } from '../model/backbones.js';
 import { ConfigError, listProblems } from '../errors.js';
+import { knownKeys, MODEL_KEYS, sectionSchema, type ModelKey, type TrainingConfig } from './schema.js';
 
-export const MODEL_KEYS = ['side', 'orientation', 'date', 'mint'] as const;
-export type ModelKey = (typeof MODEL_KEYS)[number];
+export { MODEL_KEYS, type Augment, type BestBy, type ModelKey, type RoiFit, type TrainingConfig } from './schema.js';
 export const DEFAULT_CONFIG_FILE = 'configs/training_config.yaml';
-
-export interface Augment {
-  rotation_deg: number;
-  crop_scale: [number, number];
-  brightness: number;
-  contrast: number;
-  saturation: number;
-  hue: number;
-  blur_p: number;
-  hflip_p: number;
-  /** orientation: the rotation (any angle up to rotation_deg) turns the label with the coin */
-  rotate_relabel: boolean;
-  /**
-   * date and mint: the ROI box moved by up to this fraction of its width/height and scaled by 1 +- it (what falls
-   * outside the box reads its edge, as letterbox's fill), so a model reads boxes drawn less exactly than the ROI
-   * file's, such as prediction's located ones; 0: the box as given
-   */
-  roi_jitter: number;
-}
-
-/** How a date/mint ROI reaches the model: whole, scaled to fit and padded (letterbox) or stretched; or centre-cropped. */
-export type RoiFit = 'letterbox' | 'stretch' | 'crop';
-export type BestBy = 'f1_macro' | 'acc' | 'angle_mae';
-
-export interface TrainingConfig {
-  data_root: string;
-  metadata_json_path: string;
-  roi_json_path: string;
-  model_type: ModelKey;
-  backbone: string;
-  pretrained_weights: string | null;
-  /** [height, width] */
-  img_size: [number, number];
-  roi_fit: RoiFit;
-  /** date/mint: read the ROI upright, turned back by the coin's angle */
-  align_roi: boolean;
-  /** date: decade + unit digit heads (factorised) or one 116-way head (flat) */
-  date_head: 'factorised' | 'flat';
-  /** soft labels: a Gaussian over neighbouring classes (orientation: wrapped, in bins; date: in years); 0 = one-hot */
-  label_smoothing_bins: number;
-  select_best_by: BestBy;
-  mean: [number, number, number];
-  std: [number, number, number];
-  num_epochs: number;
-  batch_size: number;
-  lr: number;
-  weight_decay: number;
-  optimizer_betas: [number, number];
-  lr_scheduler_eta_min: number;
-  lr_warmup_epochs: number;
-  augment: Augment;
-  output_dir: string;
-  quantize: boolean;
-  quantize_mode: 'static' | 'dynamic';
-  calibration_samples: number;
-  calibration_method: 'minmax' | 'percentile';
-  imx500_compatible: boolean;
-  qat: boolean;
-  seed: number;
-  device: string | null;
-  backend: 'native' | 'js';
-  threads: number | null;
-  num_workers: number;
-  image_cache_mb: number;
-  /** also write _last.pt every this many optimizer steps inside an epoch (0: at epoch ends only) */
-  checkpoint_every_steps: number;
-}
-
-/** A check returns a problem description, or null when the value is good. */
-type Check = (v: unknown) => string | null;
-
-const num = (min: number, max = Infinity, { int = false, minExclusive = false } = {}): Check => (v) =>
-  typeof v !== 'number' || !Number.isFinite(v) ? `must be a number, got ${show(v)}`
-    : int && !Number.isInteger(v) ? `must be an integer, got ${v}`
-    : (minExclusive ? v <= min : v < min) || v > max ? `must be in ${minExclusive ? '(' : '['}${min}, ${max}], got ${v}` : null;
-const str: Check = (v) => (typeof v === 'string' && v.length > 0 ? null : `must be a non-empty string, got ${show(v)}`);
-const bool: Check = (v) => (typeof v === 'boolean' ? null : `must be true or false, got ${show(v)}`);
-const oneOf = (...allowed: string[]): Check => (v) => (allowed.includes(v as string) ? null : `must be one of ${allowed.join(', ')}, got ${show(v)}`);
-const nullable = (c: Check): Check => (v) => (v === null ? null : c(v));
-const tuple = (n: number, each: Check): Check => (v) => {
-  if (!Array.isArray(v) || v.length !== n) return `must be a list of ${n} values, got ${show(v)}`;
-  for (const [i, x] of v.entries()) {
-    const p = each(x);
-    if (p) return `[${i}] ${p}`;
-  }
-  return null;
-};
-const device: Check = (v) => (v === null || (typeof v === 'string' && /^(cpu|cuda(:\d+)?)$/.test(v)) ? null : `must be cpu, cuda, cuda:N or null, got ${show(v)}`);
-const prob = num(0, 1);
-
-const AUGMENT: Record<keyof Augment, Check> = {
-  rotation_deg: num(0, 180),
-  crop_scale: (v) => tuple(2, num(0, 1, { minExclusive: true }))(v) ?? ((v as number[])[0] > (v as number[])[1] ? `must be [min, max], got ${show(v)}` : null),
-  brightness: prob,
-  contrast: prob,
-  saturation: prob,
-  hue: num(0, 0.5),
-  blur_p: prob,
-  hflip_p: prob,
-  rotate_relabel: bool,
-  roi_jitter: num(0, 0.5),
-};
-
-const SCHEMA: Record<Exclude<keyof TrainingConfig, 'augment'>, Check> = {
-  data_root: str,
-  metadata_json_path: str,
-  roi_json_path: str,
-  model_type: oneOf(...MODEL_KEYS),
-  backbone: (v) => oneOf(...backboneNames())(v),
-  pretrained_weights: nullable(str),
-  img_size: tuple(2, num(16, 4096, { int: true })),
-  roi_fit: oneOf('letterbox', 'stretch', 'crop'),
-  align_roi: bool,
-  date_head: oneOf('factorised', 'flat'),
-  label_smoothing_bins: num(0, 60),
-  select_best_by: oneOf('f1_macro', 'acc', 'angle_mae'),
-  mean: tuple(3, num(0, 1)),
-  std: tuple(3, num(0, Infinity, { minExclusive: true })),
-  num_epochs: num(1, 100000, { int: true }),
-  batch_size: num(1, 65536, { int: true }),
-  lr: num(0, 10, { minExclusive: true }),
-  weight_decay: num(0, 10),
-  optimizer_betas: tuple(2, num(0, 1)),
-  lr_scheduler_eta_min: num(0, 10),
-  lr_warmup_epochs: num(0, 100000, { int: true }),
-  output_dir: str,
-  quantize: bool,
-  quantize_mode: oneOf('static', 'dynamic'),
-  calibration_samples: num(1, 1e6, { int: true }),
-  calibration_method: oneOf('minmax', 'percentile'),
-  imx500_compatible: bool,
-  qat: bool,
-  seed: num(0, 2 ** 32 - 1, { int: true }),
-  device,
-  backend: oneOf('native', 'js'),
-  threads: nullable(num(1, 1024, { int: true })),
-  num_workers: num(0, 64, { int: true }),
-  image_cache_mb: num(0, 1e7, { int: true }),
-  checkpoint_every_steps: num(0, 1e9, { int: true }),
-};
 
 function show(v: unknown): string {
   return v === undefined ? 'nothing' : JSON.stringify(v);
@@ -174,84 +36,111 @@ export function nearest(key: string, known: string[]): string | undefined {
   return bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
 }
 
-function checkKeys(obj: Record<string, unknown>, schema: Record<string, Check>, where: string, problems: string[]) {
-  // A typo most likely stands for a key that is missing, so those are suggested first.
-  const missing = Object.keys(schema).filter((k) => !(k in obj));
-  for (const key of Object.keys(obj)) {
-    if (!(key in schema)) {
-      const near = nearest(key, missing) ?? nearest(key, Object.keys(schema));
-      problems.push(`${where}: unknown key '${key}'${near ? ` (did you mean '${near}'?)` : ''}`);
+const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `side.augment.blur_p`, `side.mean[1]` */
+function keyPath(key: string, path: PropertyKey[]): string {
+  return key + path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('');
+}
+
+/** One line per zod issue (the first of each key), naming where, the key, the rule and the value found. */
+function describeIssues(issues: z.core.$ZodIssue[], input: unknown, key: ModelKey, where: string): string[] {
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const issue of issues) {
+    const at = keyPath(key, issue.path);
+    if (issue.code === 'unrecognized_keys') {
+      // a typo most likely stands for a key the section does not give otherwise: those win a tie
+      const given = valueAt(input, issue.path);
+      const known = knownKeys(key, issue.path).sort((a, b) => Number(isMapping(given) && a in given) - Number(isMapping(given) && b in given));
+      for (const k of issue.keys) {
+        const near = nearest(k, known);
+        out.push(`${where}: ${at}: unknown key '${k}'${near ? ` (did you mean '${near}'?)` : ''}`);
+      }
+    } else if (!seen.has(at)) {
+      seen.add(at);
+      out.push(`${where}: ${at} ${issue.message}, got ${show(valueAt(input, issue.path))}`);
     }
   }
-  for (const [key, check] of Object.entries(schema)) {
-    if (!(key in obj)) problems.push(`${where}: missing key '${key}'`);
-    else {
-      const p = check(obj[key]);
-      if (p) problems.push(`${where}.${key} ${p}`);
-    }
-  }
+  return out;
+}
+
+function valueAt(v: unknown, path: PropertyKey[]): unknown {
+  return path.reduce<unknown>((x, p) => (isMapping(x) || Array.isArray(x) ? (x as Record<PropertyKey, unknown>)[p] : undefined), v);
 }
 
 /**
- * Keys added after the original trainer, with the value a section that leaves them out gets: configs written for
- * the original (and for earlier penny-train versions) keep their meaning.
+ * Validates one section (null or {} is a section of defaults); returns it complete and typed, or throws a ConfigError
+ * listing every problem, each naming `file` (or whatever the values came from), the section and the key.
  */
-function defaultsFor(key: string) {
-  const roi = key === 'date' || key === 'mint';
-  return {
-    section: { roi_fit: roi ? 'letterbox' : 'crop', align_roi: false, date_head: key === 'date' ? 'factorised' : 'flat', label_smoothing_bins: 0, select_best_by: 'f1_macro', checkpoint_every_steps: 0 },
-    augment: { rotate_relabel: false, roi_jitter: 0 },
-  };
-}
-
-/** Validates one section; returns it typed, or throws a ConfigError listing every problem. */
 export function validateSection(section: unknown, key: string, file: string): TrainingConfig {
-  const where = `${file}: ${key}`;
-  if (typeof section !== 'object' || section === null || Array.isArray(section)) {
-    throw new ConfigError(`${where}: the section must be a mapping of keys to values`);
+  if (!(MODEL_KEYS as readonly string[]).includes(key)) {
+    throw new ConfigError(`unknown model '${key}': choose one of ${MODEL_KEYS.join(', ')}`);
   }
-  const defaults = defaultsFor(key);
-  const s: Record<string, unknown> = { ...defaults.section, ...section };
-  if (typeof s.augment === 'object' && s.augment !== null && !Array.isArray(s.augment)) s.augment = { ...defaults.augment, ...s.augment };
-  const problems: string[] = [];
-  checkKeys(s, { ...SCHEMA, augment: () => null }, where, problems);
-  if (typeof s.augment === 'object' && s.augment !== null && !Array.isArray(s.augment)) {
-    checkKeys(s.augment as Record<string, unknown>, AUGMENT, `${where}.augment`, problems);
-  } else if ('augment' in s) {
-    problems.push(`${where}.augment must be a mapping of augmentation settings`);
-  }
-  if ('model_type' in s && s.model_type !== key) {
-    problems.push(`${where}.model_type is '${String(s.model_type)}' but the section is '${key}': they must agree`);
-  }
-  const aug = s.augment as Partial<Augment> | undefined;
-  if (key !== 'side' && typeof aug?.hflip_p === 'number' && aug.hflip_p > 0) {
-    problems.push(`${where}.augment.hflip_p must be 0 for ${key}: a mirrored coin is not a coin (got ${aug.hflip_p})`);
-  }
-  problems.push(...taskProblems(s, key, where));
+  const model = key as ModelKey;
+  const parsed = sectionSchema(model).safeParse(section ?? {});
+  const problems = parsed.success ? taskProblems(parsed.data, model, `${file}: ${key}`) : describeIssues(parsed.error.issues, section, model, file);
   if (problems.length) throw new ConfigError(listProblems(`invalid config ${file}, section '${key}'`, problems));
-  return s as unknown as TrainingConfig;
+  return parsed.data!;
 }
 
 /** Settings that only some models can use, and sizes the backbone cannot take. */
-function taskProblems(s: Record<string, unknown>, key: string, where: string): string[] {
+function taskProblems(c: TrainingConfig, key: ModelKey, where: string): string[] {
   const out: string[] = [];
   const roi = key === 'date' || key === 'mint';
-  if (s.align_roi === true && !roi) out.push(`${where}.align_roi applies to date and mint (their ROI crops), not ${key}`);
-  if (s.roi_fit !== 'crop' && !roi) out.push(`${where}.roi_fit applies to date and mint (their ROI crops), not ${key}: whole coins are resized and centre-cropped (leave it out)`);
-  if (s.date_head !== 'flat' && key !== 'date') out.push(`${where}.date_head applies to the date model only (got ${show(s.date_head)})`);
-  if ((s.augment as Partial<Augment> | undefined)?.rotate_relabel === true && key !== 'orientation') {
+  if (c.model_type !== key) out.push(`${where}.model_type is '${c.model_type}' but the section is '${key}': they must agree`);
+  if (key !== 'side' && c.augment.hflip_p > 0) {
+    out.push(`${where}.augment.hflip_p must be 0 for ${key}: a mirrored coin is not a coin (got ${c.augment.hflip_p})`);
+  }
+  if (c.align_roi && !roi) out.push(`${where}.align_roi applies to date and mint (their ROI crops), not ${key}`);
+  if (c.roi_fit !== 'crop' && !roi) out.push(`${where}.roi_fit applies to date and mint (their ROI crops), not ${key}: whole coins are resized and centre-cropped (leave it out)`);
+  if (c.date_head !== 'flat' && key !== 'date') out.push(`${where}.date_head applies to the date model only (got ${show(c.date_head)})`);
+  if (c.augment.rotate_relabel && key !== 'orientation') {
     out.push(`${where}.augment.rotate_relabel applies to orientation only: the other labels do not turn with the coin`);
   }
-  if (((s.augment as Partial<Augment> | undefined)?.roi_jitter ?? 0) > 0 && !roi) {
-    out.push(`${where}.augment.roi_jitter applies to date and mint (their ROI crops), not ${key}`);
-  }
-  if (s.select_best_by === 'angle_mae' && key !== 'orientation') out.push(`${where}.select_best_by angle_mae applies to orientation only`);
-  if (typeof s.label_smoothing_bins === 'number' && s.label_smoothing_bins > 0 && key !== 'orientation' && key !== 'date') {
+  if (c.augment.roi_jitter > 0 && !roi) out.push(`${where}.augment.roi_jitter applies to date and mint (their ROI crops), not ${key}`);
+  if (c.select_best_by === 'angle_mae' && key !== 'orientation') out.push(`${where}.select_best_by angle_mae applies to orientation only`);
+  if (c.label_smoothing_bins > 0 && key !== 'orientation' && key !== 'date') {
     out.push(`${where}.label_smoothing_bins applies to orientation and date (ordered classes), not ${key}`);
   }
-  if (typeof s.backbone === 'string' && backboneNames().includes(s.backbone) && !SCHEMA.img_size(s.img_size)) {
-    const p = sizeProblem(s.backbone, s.img_size as [number, number]);
-    if (p) out.push(`${where}.img_size: ${p}`);
+  const p = sizeProblem(c.backbone, c.img_size);
+  if (p) out.push(`${where}.img_size: ${p}`);
+  return out;
+}
+
+/**
+ * `section` with `settings` applied: each a dotted key (`lr`, `augment.blur_p`) and its value, as `--set key=value`
+ * gives them; the result is validated like a file's section (unknown keys fail with a suggestion).
+ */
+export function applySettings(section: Record<string, unknown>, settings: Record<string, unknown>): Record<string, unknown> {
+  const out = structuredClone(section);
+  for (const [dotted, value] of Object.entries(settings)) {
+    const parts = dotted.split('.');
+    if (parts.some((p) => p === '')) throw new ConfigError(`--set ${dotted}: not a key (use key=value, dotted for nested keys: augment.blur_p=0.1)`);
+    let at: Record<string, unknown> = out;
+    for (const [i, p] of parts.slice(0, -1).entries()) {
+      at[p] ??= {};
+      if (!isMapping(at[p])) throw new ConfigError(`--set ${dotted}: ${parts.slice(0, i + 1).join('.')} is ${show(at[p])}, not a mapping of keys`);
+      at = at[p] as Record<string, unknown>;
+    }
+    at[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
+
+/** `key=value` strings (the CLI's `--set`) as dotted keys and values, each value read as YAML: 0.1, true, null, [48, 112]. */
+export function parseSettings(assignments: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of assignments) {
+    const eq = a.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`--set '${a}': expected key=value (dotted for nested keys: augment.blur_p=0.1)`);
+    let value: unknown;
+    try {
+      value = yaml.load(a.slice(eq + 1));
+    } catch (e) {
+      throw new ConfigError(`--set '${a}': the value is not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+    }
+    out[a.slice(0, eq).trim()] = value === undefined ? null : value;
   }
   return out;
 }
@@ -274,8 +163,11 @@ function expandedSize(v: unknown, limit: number): number {
   return n;
 }
 
-/** Reads `file` and returns section `modelKey`, validated. */
-export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE): TrainingConfig {
+/**
+ * Reads `file` and returns section `modelKey`, validated, every key left out given its default; `settings` (dotted
+ * keys, as from `--set`) then override it and are validated as coming from `--set`.
+ */
+export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE, settings: Record<string, unknown> = {}): TrainingConfig {
   if (!(MODEL_KEYS as readonly string[]).includes(modelKey)) {
     throw new ConfigError(`unknown model '${modelKey}': choose one of ${MODEL_KEYS.join(', ')}`);
   }
@@ -305,5 +197,8 @@ export function loadConfig(modelKey: string, file = DEFAULT_CONFIG_FILE): Traini
     throw new ConfigError(`config file ${file} has no section '${modelKey}'` +
       (present.length ? ` (it has: ${present.join(', ')})` : ''));
   }
-  return validateSection(sections[modelKey], modelKey, file);
+  const section = sections[modelKey];
+  const cfg = validateSection(section, modelKey, file);
+  if (!Object.keys(settings).length) return cfg;
+  return validateSection(applySettings(isMapping(section) ? section : {}, settings), modelKey, `${file} with --set`);
 }

@@ -11,7 +11,7 @@ import { PACKAGE_VERSION } from '../version.js';
 import type { PennyModel } from '../model/model.js';
 import type { RunLog } from '../train/log.js';
 import { argmaxRows, Tally, type Metrics } from '../train/metrics.js';
-import { imx500Report, makeImx500Compatible, peakActivationBytes } from './imx500.js';
+import { imx500Report, makeImx500Compatible, peakActivationBytes, type Imx500Report } from './imx500.js';
 import { MIN_CALIBRATION_SAMPLES, quantizeInt8 } from './int8.js';
 import { modelToOnnx, pennyMetadata, writeOnnxAtomic } from './onnx.js';
 import { encodeModel, withMetadata, type ModelProto } from './onnx-proto.js';
@@ -35,6 +35,8 @@ export interface ExportContext {
   signal?: AbortSignal;
   /** the checkpoint that holds the exported weights (an interrupted export can be redone from it) */
   saved?: string;
+  /** what the index's splits hold, for the log: train (calibration) and val (parity); default 'train images', 'val images' */
+  sources?: { train: string; val: string };
 }
 
 /** The figures of one model on the test split: acc, macro-F1 and the task's own (orientation's angle MAE, +-1). */
@@ -51,7 +53,10 @@ export interface Int8Comparison {
 export interface ExportResult {
   fp32: string;
   int8?: string;
-  parityMaxAbsDiff: number;
+  /** absent when there were no images to check parity on (an export without its data) */
+  parityMaxAbsDiff?: number;
+  /** imx500_compatible: the project's own fit report (ops, parameters, int8 memory) at batch 1 */
+  imx500?: Omit<Imx500Report, 'text'>;
   int8VsFp32?: Int8Comparison;
 }
 
@@ -72,22 +77,20 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
     extra: { preprocess: JSON.stringify(preprocessRecipe(cfg, index.roiAspect)), ...(index.roiLocator && { roi_locator: JSON.stringify(index.roiLocator) }) },
   });
   let fp32 = modelToOnnx(model, { metadata, producerVersion: PACKAGE_VERSION });
+  let imx500: ExportResult['imx500'];
   if (cfg.imx500_compatible) {
     fp32 = makeImx500Compatible(fp32, { batch: 'dynamic' });
     // The file keeps its dynamic batch; the sensor runs batch 1, where the batch-size plumbing folds away.
-    const report = imx500Report(makeImx500Compatible(fp32, { batch: 1 }), peakActivationBytes(model.graph));
-    for (const line of report.text.split('\n')) log.info(line);
+    const { text, ...report } = imx500Report(makeImx500Compatible(fp32, { batch: 1 }), peakActivationBytes(model.graph));
+    for (const line of text.split('\n')) log.info(line);
+    imx500 = report;
   }
 
-  // Parity on real validation images: onnxruntime against the native model.
-  const [val] = await allBatches(index.val.slice(0, PARITY_IMAGES), evalOptions({ batchSize: PARITY_IMAGES, spec, workers: 1, cache }));
-  const { maxAbsDiff } = await onnxParity(fp32, val.pixels, val.shape, await model.predict(val.pixels, val.shape));
-  log.info(`ONNX parity (onnxruntime vs native, ${val.labels.length} val images): max |diff| ${maxAbsDiff.toExponential(2)}`);
-  if (!(maxAbsDiff <= PARITY_LIMIT)) {
-    throw new Error(`ONNX export of ${key} failed its parity check: max |onnxruntime - native| = ${maxAbsDiff} > ${PARITY_LIMIT}; no file written`);
-  }
+  // Parity on real images: onnxruntime against the native model.
+  const sources = ctx.sources ?? { train: 'train images', val: 'val images' };
+  const maxAbsDiff = await checkParity(ctx, fp32, sources.val);
   stopIfAborted();
-  fp32 = withMetadata(fp32, { parity_max_abs_diff: String(maxAbsDiff), parity_images: String(val.labels.length) });
+  if (maxAbsDiff !== undefined) fp32 = withMetadata(fp32, { parity_max_abs_diff: String(maxAbsDiff), parity_images: String(Math.min(PARITY_IMAGES, index.val.length)) });
 
   const dir = cfg.output_dir;
   fs.mkdirSync(dir, { recursive: true });
@@ -95,7 +98,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const fp32Bytes = encodeModel(fp32);
   writeOnnxAtomic(fp32File, fp32Bytes);
   log.info(`Exported: ${fp32File}`);
-  if (!cfg.quantize) return { fp32: fp32File, parityMaxAbsDiff: maxAbsDiff };
+  if (!cfg.quantize) return { fp32: fp32File, parityMaxAbsDiff: maxAbsDiff, imx500 };
 
   const calibration = cfg.quantize_mode === 'static'
     ? (await allBatches(index.train.slice(0, calibrationCount), evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache }))).map((b) => ({ data: b.pixels, shape: b.shape }))
@@ -104,7 +107,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   const { model: q } = await quantizeInt8(fp32, { mode: cfg.quantize_mode, method: cfg.calibration_method, calibration });
   const int8 = withMetadata(q, {
     quantization: cfg.quantize_mode === 'static'
-      ? `static QDQ, ${cfg.calibration_method} on ${calibrationCount} train images` : 'dynamic',
+      ? `static QDQ, ${cfg.calibration_method} on ${calibrationCount} ${sources.train}` : 'dynamic',
   });
   const int8File = path.join(dir, `${key}_${stamp}_int8.onnx`);
   const int8Bytes = encodeModel(int8);
@@ -112,7 +115,23 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
   writeOnnxAtomic(int8File, int8Bytes);
   log.info(`Exported: ${int8File}`);
   const int8VsFp32 = await compare(fp32Bytes, int8Bytes, await allBatches(index.test, evalOptions({ batchSize: 8, spec, workers: cfg.num_workers, cache })), cfg, model.numClasses, log);
-  return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff, int8VsFp32 };
+  return { fp32: fp32File, int8: int8File, parityMaxAbsDiff: maxAbsDiff, int8VsFp32, imx500 };
+}
+
+/** max |onnxruntime - native| on up to PARITY_IMAGES val images (an error above PARITY_LIMIT); none: a warning. */
+async function checkParity(ctx: ExportContext, fp32: ModelProto, what: string): Promise<number | undefined> {
+  const { model, index, log, cache } = ctx;
+  if (!index.val.length) {
+    log.warn(`ONNX parity: no images to check it on (the training data is absent; --calibration DIR gives some): not checked`);
+    return undefined;
+  }
+  const [val] = await allBatches(index.val.slice(0, PARITY_IMAGES), evalOptions({ batchSize: PARITY_IMAGES, spec: imageSpec(ctx.cfg), workers: 1, cache }));
+  const { maxAbsDiff } = await onnxParity(fp32, val.pixels, val.shape, await model.predict(val.pixels, val.shape));
+  log.info(`ONNX parity (onnxruntime vs native, ${val.labels.length} ${what}): max |diff| ${maxAbsDiff.toExponential(2)}`);
+  if (!(maxAbsDiff <= PARITY_LIMIT)) {
+    throw new Error(`ONNX export of ${ctx.cfg.model_type} failed its parity check: max |onnxruntime - native| = ${maxAbsDiff} > ${PARITY_LIMIT}; no file written`);
+  }
+  return maxAbsDiff;
 }
 
 /**
@@ -122,7 +141,7 @@ export async function exportModels(ctx: ExportContext): Promise<ExportResult> {
  */
 async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], cfg: TrainingConfig, classes: number, log: RunLog): Promise<Int8Comparison | undefined> {
   if (!test.length) {
-    log.info('INT8 vs fp32: the test split is empty, nothing to compare');
+    log.info('INT8 vs fp32: no labelled test images, nothing to compare');
     return undefined;
   }
   const results = [];

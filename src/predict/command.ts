@@ -1,14 +1,11 @@
 // `penny-train predict`: images or folders in, one line per image out (a table, or JSON lines with --json).
-import fs from 'node:fs';
-import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { Box } from '../data/dataset.js';
+import { listImages } from '../data/image-files.js';
 import { UsageError } from '../errors.js';
 import { positiveInt } from '../util/cli-args.js';
 import type { Classification } from './model.js';
 import { loadModels, readCoins, type CoinReading } from './read-coin.js';
-
-const IMAGE_EXT = /\.(jpe?g|png|webp|tiff?|gif|avif|heic|heif)$/i;
 
 /** `x,y,w,h`, or `date=x,y,w,h` / `mint=x,y,w,h` */
 function parseRoi(v: string, prev: Record<string, Box> = {}): Record<string, Box> {
@@ -28,17 +25,6 @@ const angle = (v: string) => {
   return ((n % 360) + 360) % 360;
 };
 
-
-/** The images named: files as given, folders' image files (by extension, sorted, not recursive). */
-function listImages(inputs: string[]): { file: string; named: boolean }[] {
-  return inputs.flatMap((p) => {
-    if (!fs.existsSync(p)) throw new UsageError(`no such image or folder: ${p}`);
-    if (!fs.statSync(p).isDirectory()) return [{ file: p, named: true }];
-    const files = fs.readdirSync(p).filter((f) => IMAGE_EXT.test(f)).sort().map((f) => ({ file: path.join(p, f), named: false }));
-    if (!files.length) throw new UsageError(`no images (${IMAGE_EXT.source}) in ${p}`);
-    return files;
-  });
-}
 
 const pct = (c?: Classification) => (c ? `${c.label} (${(100 * c.probability).toFixed(1)}%)` : '-');
 

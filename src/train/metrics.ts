@@ -90,6 +90,21 @@ export class Tally {
     return ok / this.n;
   }
 
+  /** counts[true][predicted] over `classes` classes */
+  confusion(classes: number): number[][] {
+    const m = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+    for (let i = 0; i < this.n; i++) m[this.truth[i]][this.pred[i]]++;
+    return m;
+  }
+
+  /** the true angle minus the predicted bin's centre of each image, degrees in (-180, 180] (orientation) */
+  angleErrors(): number[] {
+    return this.truth.map((t, i) => {
+      const d = ((this.angles[i] ?? orientationBinCentre(t)) - orientationBinCentre(this.pred[i])) % 360;
+      return d > 180 ? d - 360 : d <= -180 ? d + 360 : d;
+    });
+  }
+
   /** the classes the predictions use, ascending */
   predictedClasses(): number[] {
     return [...new Set(this.pred)].sort((a, b) => a - b);
@@ -147,4 +162,24 @@ export function macroF1(truth: readonly number[], pred: readonly number[]): numb
     sum += tp === 0 ? 0 : (2 * tp) / (2 * tp + fp + fn);
   }
   return sum / classes.length;
+}
+
+export interface ClassFigures {
+  precision: number;
+  recall: number;
+  f1: number;
+  /** images of this class */
+  support: number;
+}
+
+/** Precision, recall, F1 and support of each class from a confusion matrix (counts[true][predicted]); 0 where undefined. */
+export function perClass(confusion: number[][]): ClassFigures[] {
+  return confusion.map((row, c) => {
+    const tp = row[c];
+    const support = row.reduce((a, b) => a + b, 0);
+    const predicted = confusion.reduce((a, r) => a + r[c], 0);
+    const precision = predicted ? tp / predicted : 0;
+    const recall = support ? tp / support : 0;
+    return { precision, recall, f1: precision + recall ? (2 * precision * recall) / (precision + recall) : 0, support };
+  });
 }

@@ -3,22 +3,27 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import yaml from 'js-yaml';
 import { checkBackendDevice } from '../backend/index.js';
 import { nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex } from '../data/dataset.js';
+import { listImages, unlabelledSamples } from '../data/image-files.js';
 import { ImageCache, imageSpec } from '../data/images.js';
 import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js';
 import { batchCount, batches } from '../data/loader.js';
-import { throwIfAborted, UsageError } from '../errors.js';
+import { InterruptedError, throwIfAborted, UsageError } from '../errors.js';
 import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
-import type { HeadSpec } from '../model/graph.js';
+import { numel, type HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { learnRoiLocator, type RoiTemplate } from '../predict/locate.js';
+import { RunRecord } from '../report/record.js';
+import { PACKAGE_VERSION } from '../version.js';
 import { checkParamsFit, loadCheckpoint, runIdOf, saveCheckpoint, type Checkpoint, type RunPosition } from './checkpoint.js';
 import { evaluate } from './evaluate.js';
-import { RunLog, timestamp } from './log.js';
+import { WorstMistakes, type Mistake } from './mistakes.js';
+import { clock, RunLog, timestamp } from './log.js';
 import { argmaxRows, metricsText, taskMetricsText, Tally, type Metrics } from './metrics.js';
 import { resolvePretrained } from './pretrained.js';
 import { lrAt, type Schedule } from './schedule.js';
@@ -33,6 +38,8 @@ export interface TrainOptions {
   batchSize?: number;
   device?: string;
   configFile?: string;
+  /** any config key, dotted for nested ones (`{ lr: 2e-3, 'augment.blur_p': 0 }`), over the file's section */
+  set?: Record<string, unknown>;
   /** a _last.pt / _best.pt to continue from */
   resume?: string;
   /** forces data_root to data_examples/ */
@@ -77,12 +84,17 @@ export interface TrainResult {
   int8VsFp32?: Int8Comparison;
   labelMap: Record<string, string>;
   log: string;
+  /** the run record's folder: output/runs/<model>_<YYYYMMDD-HHMMSS>/ (config.yaml, metrics.csv, results.json, plots, report.html) */
+  run: string;
 }
 
-/** The config with the caller's overrides applied and checked like the file itself. */
-export function resolveConfig(modelKey: string, o: TrainOptions): TrainingConfig & { configFile: string } {
-  const configFile = o.configFile ?? DEFAULT_CONFIG_FILE;
-  const cfg = { ...loadConfig(modelKey, configFile) };
+/**
+ * The config with the caller's overrides applied and checked like the file itself. `stored`: a checkpoint's config
+ * (export) read instead of the config file.
+ */
+export function resolveConfig(modelKey: string, o: TrainOptions, stored?: { section: unknown; from: string }): TrainingConfig {
+  const configFile = stored?.from ?? o.configFile ?? DEFAULT_CONFIG_FILE;
+  const cfg = { ...(stored ? validateSection(stored.section, modelKey, stored.from) : loadConfig(modelKey, configFile, o.set)) };
   const overrides: [string, keyof TrainingConfig, unknown][] = [
     ['--epochs', 'num_epochs', o.epochs], ['--batch_size', 'batch_size', o.batchSize], ['--device', 'device', o.device],
     ['--backend', 'backend', o.backend], ['--threads', 'threads', o.threads],
@@ -101,12 +113,20 @@ export function resolveConfig(modelKey: string, o: TrainOptions): TrainingConfig
     throw new UsageError(`${configFile}: ${modelKey}.qat is true, but quantization-aware training is not available yet; ` +
       'set qat: false (post-training quantization runs when quantize: true)');
   }
-  return { ...cfg, configFile };
+  return cfg;
 }
 
 /** The classifier the config asks for: date's factorised year head, or one Linear. */
 export function headOf(cfg: TrainingConfig): HeadSpec {
   return cfg.model_type === 'date' && cfg.date_head === 'factorised' ? { kind: 'year_digits', first: FIRST_YEAR, last: LAST_YEAR } : { kind: 'flat' };
+}
+
+/** `penny-train 0.1.0: side, cnn_small (612,421 parameters), cpu, native backend (2 threads), LibTorch 2.13.0` */
+function bannerLine(cfg: TrainingConfig, parameters: number): string {
+  const info = nativeInfo();
+  const backend = cfg.backend === 'native' ? `native backend (${cfg.threads ?? info.numThreads} threads)` : 'js backend (1 thread)';
+  return `penny-train ${PACKAGE_VERSION}: ${cfg.model_type}, ${cfg.backbone} (${parameters.toLocaleString('en-US')} parameters), ` +
+    `${deviceOf(cfg)}, ${backend}, LibTorch ${info.torchVersion}`;
 }
 
 /** The console's description of the head (the original prints `Linear(in_features=512, out_features=5)`). */
@@ -156,17 +176,21 @@ async function keepEarlierRun(key: string, log: RunLog, overwrite: boolean): Pro
   }
 }
 
-/** The config's model on its device (default: cuda when the native build sees one, else cpu). */
+/** The config's device, or by default cuda when the native build sees one, else cpu. */
+const deviceOf = (cfg: TrainingConfig) => cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
+
+/** The config's model on its device. */
 function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
   return createModel({
     backbone: cfg.backbone, numClasses, weights, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size, head: headOf(cfg),
-    device: cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu'),
+    device: deviceOf(cfg),
     threads: cfg.threads ?? undefined,
     optimizer: { beta1: cfg.optimizer_betas[0], beta2: cfg.optimizer_betas[1], weightDecay: cfg.weight_decay },
   });
 }
 
 export async function train(modelKey: ModelKey | string, options: TrainOptions = {}): Promise<TrainResult> {
+  const began = performance.now();
   const cfg = resolveConfig(modelKey, options);
   const key = cfg.model_type;
   const labelMap = labelMapOf(key);
@@ -187,7 +211,12 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
 
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
+  log.info(bannerLine(cfg, graph.params.reduce((n, p) => n + numel(p.shape), 0)));
+  log.record(`versions: penny-train ${PACKAGE_VERSION}, node ${process.version}, LibTorch ${nativeInfo().torchVersion}\n` +
+    `resolved config (${options.configFile ?? DEFAULT_CONFIG_FILE}${options.set ? ', --set' : ''}):\n${yaml.dump({ [key]: cfg }, { lineWidth: 120 }).trimEnd()}`);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
+  log.info(`Plan: ${cfg.num_epochs} epochs of ${batchCount(index.train.length, cfg.batch_size)} steps (batch ${cfg.batch_size}), ` +
+    `lr ${cfg.lr} (warmup ${cfg.lr_warmup_epochs} epoch${cfg.lr_warmup_epochs === 1 ? '' : 's'}, cosine to ${cfg.lr_scheduler_eta_min}), best by ${cfg.select_best_by}`);
   for (const w of index.warnings) log.warn(`data: ${w}`);
   if (!resume) await keepEarlierRun(key, log, options.overwrite ?? false);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
@@ -208,7 +237,12 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
       model.setState({ params: resume.params, optimizer: resume.optimizer });
       log.info(`Resumed from ${options.resume}: epoch ${resume.position.epoch}${resume.position.batch ? `, batch ${resume.position.batch}` : ''}, best val F1 ${resume.bestValF1.toFixed(4)}`);
     }
-    return await run(model, cfg, index, log, labelMap, stamp, resume, pretrained.weights ?? null, options);
+    const result = await run(model, cfg, index, log, labelMap, stamp, resume, pretrained.weights ?? null, options);
+    log.info(`Total time: ${clock((performance.now() - began) / 1000)}`);
+    return result;
+  } catch (e) {
+    log.record(e instanceof InterruptedError ? `stopped: ${e.message}` : `FATAL: ${(e as Error).stack ?? String(e)}`);
+    throw e;
   } finally {
     model.dispose();
   }
@@ -253,10 +287,18 @@ function checkPosition(c: Checkpoint, index: DatasetIndex, cfg: TrainingConfig, 
   }
 }
 
+/** the figure select_best_by picks by, as the console writes it */
+function bestText(m: Metrics, by: TrainingConfig['select_best_by']): string {
+  return by === 'acc' ? `Val Acc ${m.acc.toFixed(4)}` : by === 'angle_mae' ? `Val Angle MAE ${m.angleMae?.toFixed(2)} deg` : `Val F1 (Macro) ${m.f1Macro.toFixed(4)}`;
+}
+
 /** select_best_by as a score where higher is better */
 function scoreOf(m: Metrics, by: TrainingConfig['select_best_by']): number {
   return by === 'acc' ? m.acc : by === 'angle_mae' ? -(m.angleMae ?? Infinity) : m.f1Macro;
 }
+
+/** misclassified validation images on the run report's contact sheet */
+const WORST_SHOWN = 16;
 
 /** Validation predictions of one class this many epochs running are worth a warning. */
 const COLLAPSE_EPOCHS = 3;
@@ -285,6 +327,11 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     pretrained, seed: cfg.seed, progress, valMetrics, bestScore, roiAspect: index.roiAspect ?? null, roiLocator: index.roiLocator ?? null, runId,
   });
   const evalOpts = { batchSize: cfg.batch_size, spec, workers: cfg.num_workers, cache };
+  const startedAt = new Date();
+  // the run's ETA: seconds per step so far in this process (validation included) times the steps left
+  const runStarted = performance.now(), step0 = pos.step;
+  const record = new RunRecord(cfg, stamp, labelMap);
+  let bestMistakes: readonly Mistake[] | undefined;
 
   for (let epoch = pos.epoch; epoch < cfg.num_epochs; epoch++) {
     const started = performance.now();
@@ -311,10 +358,16 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
         await save(last, pos, tally.toJSON());
       }
       const elapsed = (performance.now() - started) / 1000;
-      log.progress(`Epoch ${epoch + 1}/${cfg.num_epochs}`, pos.batch - pos0, stepsPerEpoch - pos0, seen / elapsed, elapsed);
+      const done = pos.batch - pos0, stepSeconds = (performance.now() - runStarted) / 1000 / (pos.step - step0);
+      log.progress({
+        label: `Epoch ${epoch + 1}/${cfg.num_epochs}`, done, total: stepsPerEpoch - pos0, loss: tally.loss, imgPerSec: seen / elapsed,
+        epochEta: (elapsed / done) * (stepsPerEpoch - pos.batch), runEta: stepSeconds * (schedule.totalSteps - pos.step),
+      });
     }
     log.clearBar();
-    const valTally = await evaluate(model, index.val, evalOpts, key);
+    const imgPerSec = seen / ((performance.now() - started) / 1000);
+    const mistakes = new WorstMistakes(WORST_SHOWN, model.numClasses);
+    const valTally = await evaluate(model, index.val, evalOpts, key, mistakes);
     const val = valTally.metrics();
     valMetrics = val;
     const seconds = (performance.now() - started) / 1000;
@@ -333,9 +386,15 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     if (isBest) {
       bestScore = score;
       bestValF1 = val.f1Macro;
+      bestMistakes = mistakes.list;
       await save(best, pos);
+      log.info(`Best so far (epoch ${epoch + 1}, ${bestText(val, cfg.select_best_by)}): saved ${best}`);
     }
     await save(last, pos);
+    record.epoch({
+      epoch: epoch + 1, train_loss: tally.loss, train_acc: tally.acc, val_loss: val.loss, val_acc: val.acc, val_f1: val.f1Macro,
+      val_angle_mae: val.angleMae, val_acc_within1: val.accWithin1, lr, seconds, img_per_s: imgPerSec, best: isBest,
+    });
     throwIfAborted(options.signal, last);
     await options.onEpoch?.({
       epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
@@ -362,6 +421,20 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
 
   throwIfAborted(options.signal, last);
   const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
+  const files = { last_checkpoint: last, best_checkpoint: best, log: log.file, label_map: labelFile, onnx_fp32: onnx.fp32, onnx_int8: onnx.int8 };
+  const written = await record.finish({
+    runId, startedAt, versions: { 'penny-train': PACKAGE_VERSION, node: process.version, libtorch: nativeInfo().torchVersion },
+    device: deviceOf(cfg), data: { train: index.train.length, val: index.val.length, test: index.test.length },
+    ...(resume && { resumedFrom: { checkpoint: options.resume!, epoch: resume.position.epoch } }),
+    test: { weights: bestState?.runId === runId ? 'best' : 'last', images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
+      ...(key === 'orientation' && { angleErrors: testTally.angleErrors() }) },
+    mistakes: bestMistakes, export: onnx, files,
+  });
+  const report = written[written.length - 1];
+  log.info(`Run record: ${record.dir}/ (config.yaml, metrics.csv, results.json, ${written.filter((f) => f.endsWith('.png')).length} plots); ` +
+    `open ${report}`);
+  log.info(['Files written:', ...Object.values(files).filter((f): f is string => !!f && fs.existsSync(f)), ...[
+    'config.yaml', 'metrics.csv'].map((f) => record.file(f)), ...written].map((f, i) => (i ? `  ${f}` : f)).join('\n'));
   return {
     bestValF1,
     test,
@@ -370,32 +443,73 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     int8VsFp32: onnx.int8VsFp32,
     labelMap,
     log: log.file,
+    run: record.dir,
   };
 }
 
+export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 'batchSize' | 'onEpoch' | 'overwrite' | 'set'> {
+  /** the folder for the ONNX files (default: the config's output_dir) */
+  output?: string;
+  /** false: the fp32 ONNX only */
+  int8?: boolean;
+  /** a folder of images to calibrate INT8 on, and, when the training data is absent, to check parity on */
+  calibration?: string;
+}
+
 /**
- * Re-exports a checkpoint without training (`penny-train export --checkpoint`): the config names the data used for
- * the parity check, calibration and the INT8 comparison; the checkpoint must fit it.
+ * Re-exports a checkpoint without training (`penny-train export --checkpoint`), from the config stored in it (or
+ * `configFile`'s, which the checkpoint must fit). The training data, where present, gives the parity check, the
+ * calibration and the INT8 comparison; without it, `calibration` images give the first two, and with neither the
+ * fp32 file is written alone, its parity unchecked.
  */
-export async function exportCheckpoint(checkpoint: string, options: Omit<TrainOptions, 'resume' | 'epochs' | 'onEpoch'> = {}): Promise<ExportResult> {
+export async function exportCheckpoint(checkpoint: string, options: ExportOptions = {}): Promise<ExportResult> {
   const ckpt = await loadCheckpoint(checkpoint);
-  const cfg = resolveConfig(ckpt.config?.model_type ?? '', options);
+  const key = ckpt.config?.model_type ?? '';
+  // checkpoints of earlier versions stored the config file's name beside the config
+  const { configFile: _, ...stored } = (ckpt.config ?? {}) as Record<string, unknown>;
+  const cfg = resolveConfig(key, options, options.configFile ? undefined : { section: stored, from: `${checkpoint} (its config)` });
+  if (options.output) cfg.output_dir = options.output;
+  if (options.int8 === false) cfg.quantize = false;
   const labelMap = labelMapOf(cfg.model_type);
   checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
   checkDeviceOf(cfg);
-  const index = await buildIndex(cfg);
+  const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
   for (const dir of EXPORT_DIRS(cfg)) checkWritable(dir);
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
-  for (const w of index.warnings) log.warn(`data: ${w}`);
+  const { index, sources } = await exportImages(cfg, ckpt, calibration, options.calibration, log);
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
   await locateRois(cfg, index, log, ckpt.roiLocator);
   const model = await modelFor(cfg, ckpt.numClasses);
   try {
     checkParamsFit(checkpoint, ckpt.params, model.graph.params);
     model.setParams(ckpt.params);
-    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log, signal: options.signal, saved: checkpoint });
+    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log, signal: options.signal, saved: checkpoint, sources });
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The images an export reads: the training data's splits where its metadata is found, calibration images (when
+ * given) in place of the train split, and those for parity too where there is no data. Static INT8 with no images to
+ * calibrate on is skipped with a plain message.
+ */
+async function exportImages(cfg: TrainingConfig, ckpt: Checkpoint, calibration: string[] | undefined, folder: string | undefined, log: RunLog) {
+  const haveData = fs.existsSync(cfg.metadata_json_path);
+  const index: DatasetIndex = haveData ? await buildIndex(cfg) : { train: [], val: [], test: [], warnings: [] };
+  for (const w of index.warnings) log.warn(`data: ${w}`);
+  if (!haveData) log.info(`The training data is absent (${cfg.metadata_json_path} not found): no INT8 comparison on its test split`);
+  if (ckpt.roiAspect !== null) index.roiAspect ??= ckpt.roiAspect;
+  const sources = { train: 'train images', val: 'val images' };
+  if (calibration && folder) {
+    index.train = await unlabelledSamples(calibration);
+    sources.train = `images of ${folder}`;
+    if (!haveData) [index.val, sources.val] = [index.train, sources.train];
+  }
+  if (cfg.quantize && cfg.quantize_mode === 'static' && !index.train.length) {
+    log.info('INT8: skipped, no images to calibrate on (the training data is absent): give --calibration DIR, or --no-int8 to say so');
+    cfg.quantize = false;
+  }
+  return { index, sources };
 }
