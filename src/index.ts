@@ -13,7 +13,7 @@ export { loadConfig, MODEL_KEYS, type ModelKey, type TrainingConfig } from './co
 // prediction: trained models to answers (src/predict/)
 export { loadModel, type LoadedModel, type Classification, type ClassifyOptions, type Scored } from './predict/model.js';
 export { readCoin, readCoins, loadModels, type CoinModels, type CoinReading, type ReadOptions, type RoiReading } from './predict/read-coin.js';
-export { preprocess, displayedSize, type ImageInput, type RoiPlacement } from './predict/preprocess.js';
+export { preprocess, displayedSize, type ImageInput, type NamedImage, type RoiPlacement } from './predict/preprocess.js';
 export { findCoin, placeRoi, roiTemplate, iou, type Coin, type RoiTemplate } from './predict/locate.js';
 export { preprocessRecipe, type PreprocessRecipe } from './data/images.js';
 export { UsageError, ConfigError, DataError, InterruptedError } from './errors.js';

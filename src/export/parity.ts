@@ -17,6 +17,11 @@ export interface SessionOptions {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** onnxruntime writes the optimized graph here (which kernels it fused into), for inspection */
   optimizedModelFilePath?: string;
+  /**
+   * false: idle intra-op threads sleep instead of spinning (onnxruntime's default is to spin), for sessions that share
+   * the CPU with other work, as prediction's do with its image decoding
+   */
+  spin?: boolean;
 }
 
 function isSession(x: OnnxSource): x is ort.InferenceSession {
@@ -30,6 +35,7 @@ export async function createSession(model: Exclude<OnnxSource, ort.InferenceSess
     graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
     ...(options.threads ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
     ...(options.optimizedModelFilePath ? { optimizedModelFilePath: options.optimizedModelFilePath } : {}),
+    ...(options.spin === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   try {
     if (typeof model === 'string') return await ort.InferenceSession.create(model, opts);

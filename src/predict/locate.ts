@@ -14,7 +14,7 @@ import type { Box, Sample } from '../data/dataset.js';
 import { exactUprightSize } from '../data/roi.js';
 import { DataError } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
-import { nameOf } from './preprocess.js';
+import { displayedSize, nameOf, sourceOf, type ImageInput } from './preprocess.js';
 
 /** A coin in image pixels (as displayed: EXIF orientation applied). */
 export interface Coin {
@@ -41,10 +41,10 @@ const EDGE_FRACTION = 0.12;   // the strongest pixels by gradient that vote
  * The coin in `image` (a path or encoded bytes), by its rim: the best-supported circle. `size`: the image's width and
  * height as displayed, when the caller knows them.
  */
-export async function findCoin(image: string | Buffer, size?: [number, number]): Promise<Coin> {
-  const { data, info } = await sharp(image, { failOn: 'truncated', autoOrient: true })
+export async function findCoin(image: ImageInput, size?: [number, number]): Promise<Coin> {
+  const { data, info } = await sharp(sourceOf(image), { failOn: 'truncated', autoOrient: true })
     .resize(WORK, WORK, { fit: 'inside' }).greyscale().raw().toBuffer({ resolveWithObject: true });
-  const width = size?.[0] ?? (await sharp(image, { autoOrient: true }).metadata()).autoOrient.width;
+  const width = size?.[0] ?? (await displayedSize(image))[0];
   let c: Coin;
   try {
     c = circleIn(data, info.width, info.height);

@@ -89,7 +89,8 @@ async function fromOnnx(file: string, threads?: number): Promise<LoadedModel> {
   const labels = labelsOf(field('label_map', isLabelMap, 'a dict of class index to name'));
   const recipe = field('preprocess', isRecipe, 'the preprocessing recipe');
   const roiLocator = meta.roi_locator ? field('roi_locator', isTemplate, 'an ROI template') : undefined;
-  const session = await createSession(file, { threads }).catch((e: Error) => { throw new UsageError(e.message); });
+  // no spinning: four models' sessions and the image decoding share the cores (measured: ~25% less CPU per image)
+  const session = await createSession(file, { threads, spin: false }).catch((e: Error) => { throw new UsageError(e.message); });
   const run: Runner = (pixels, n) => runOnnx(session, pixels, [n, 3, ...recipe.size]);
   return model(file, 'onnx', modelType, labels, recipe, roiLocator, run, () => (session as ort.InferenceSession).release(), meta.quantization);
 }

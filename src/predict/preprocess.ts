@@ -7,8 +7,17 @@ import { decode, recipeSpec, render, type PreprocessRecipe } from '../data/image
 import { roiRegion } from '../data/roi.js';
 import { DataError, UsageError } from '../errors.js';
 
-/** An image to read: a path, or the bytes of an encoded image (JPEG, PNG, WebP, ...). */
-export type ImageInput = string | Buffer;
+/** An image to read: a path, or the bytes of an encoded image (JPEG, PNG, WebP, ...), bare or with a name for messages. */
+export type ImageInput = string | Buffer | NamedImage;
+
+/** Encoded image bytes and the name messages call them by (readCoins reads each file once, then works from these). */
+export interface NamedImage {
+  name: string;
+  bytes: Buffer;
+}
+
+/** What sharp reads: the path or the bytes. */
+export const sourceOf = (image: ImageInput): string | Buffer => (typeof image === 'string' || Buffer.isBuffer(image) ? image : image.bytes);
 
 /** Where on the image a date or mint model reads. */
 export interface RoiPlacement {
@@ -19,12 +28,13 @@ export interface RoiPlacement {
 }
 
 /** An image as messages name it: its path, or its size in bytes. */
-export const nameOf = (image: ImageInput) => (typeof image === 'string' ? image : `an image of ${image.length} bytes`);
+export const nameOf = (image: ImageInput) =>
+  typeof image === 'string' ? image : Buffer.isBuffer(image) ? `an image of ${image.length} bytes` : image.name;
 
 /** The image's width and height as displayed (EXIF orientation applied): the frame ROIs are given in. */
 export async function displayedSize(image: ImageInput): Promise<[number, number]> {
   try {
-    const { width, height } = (await sharp(image, { failOn: 'truncated' }).metadata()).autoOrient;
+    const { width, height } = (await sharp(sourceOf(image), { failOn: 'truncated' }).metadata()).autoOrient;
     return [width, height];
   } catch (e) {
     throw new DataError(`cannot read ${nameOf(image)}: ${(e as Error).message}`);
@@ -54,7 +64,7 @@ export async function preprocess(image: ImageInput, recipe: PreprocessRecipe, wh
   const dst = out ?? new Float32Array(3 * spec.height * spec.width);
   let decoded;
   try {
-    decoded = await decode({ file: image, width, height, ...region }, spec);
+    decoded = await decode({ file: sourceOf(image), width, height, ...region }, spec);
   } catch (e) {
     throw new DataError(`cannot decode ${nameOf(image)}: ${(e as Error).message}`);
   }

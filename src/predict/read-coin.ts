@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { MODEL_KEYS, type ModelKey } from '../config/config.js';
 import type { Box } from '../data/dataset.js';
-import { UsageError } from '../errors.js';
+import { DataError, UsageError } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import { findCoin, placeRoi, type Coin } from './locate.js';
 import { loadModel, type Classification, type LoadedModel } from './model.js';
@@ -57,10 +57,15 @@ export async function readCoin(image: ImageInput, models: CoinModels, options: R
 /** Reads many coins, batch by batch per model; an image that fails carries `error` and drops out of later stages. */
 export async function readCoins(images: readonly ImageInput[], models: CoinModels, options: ReadOptions = {}): Promise<CoinReading[]> {
   if (!Object.keys(models).length) throw new UsageError('readCoin needs at least one model');
-  const out: CoinReading[] = images.map((im) => ({ image: typeof im === 'string' ? im : `<${im.length} bytes>` }));
+  const out: CoinReading[] = images.map((im) => ({ image: typeof im === 'string' ? im : Buffer.isBuffer(im) ? `<${im.length} bytes>` : im.name }));
+  // each file is read once; every stage (and its decode) then works from the bytes
+  const inputs: ImageInput[] = [...images];
   const sizes: ([number, number] | undefined)[] = await mapLimit(images, 8, async (im, i) => {
     try {
-      return await displayedSize(im);
+      if (typeof im === 'string') {
+        inputs[i] = { name: im, bytes: await fs.promises.readFile(im).catch((e: NodeJS.ErrnoException) => { throw new DataError(`cannot read ${im}: ${e.code ?? e.message}`); }) };
+      }
+      return await displayedSize(inputs[i]);
     } catch (e) {
       out[i].error = (e as Error).message;
       return undefined;
@@ -69,7 +74,7 @@ export async function readCoins(images: readonly ImageInput[], models: CoinModel
   const live = (keep: (r: CoinReading) => boolean = () => true) => out.flatMap((r, i) => (!r.error && keep(r) ? [i] : []));
   /** classifies the images `idx` with `model`, each with its ROI placement; a failing batch is retried one by one */
   const stage = async (model: LoadedModel, idx: number[], where: (i: number) => { roi?: Box; angle?: number }) => {
-    const items = idx.map((i) => ({ image: images[i], size: sizes[i], ...where(i) }));
+    const items = idx.map((i) => ({ image: inputs[i], size: sizes[i], ...where(i) }));
     const opts = { topK: options.topK, batchSize: options.batchSize };
     try {
       return await model.classifyMany(items, opts);
@@ -113,7 +118,7 @@ export async function readCoins(images: readonly ImageInput[], models: CoinModel
         return;
       }
       try {
-        r.coin ??= await findCoin(images[i], sizes[i]);
+        r.coin ??= await findCoin(inputs[i], sizes[i]);
       } catch (e) {
         r.error = `${key}: ${(e as Error).message}`;
         return;
