@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE, parseSettings } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { addPredictCommand } from './predict/command.js';
-import { exportCheckpoint, train } from './train/train.js';
+import { exportCheckpoint, imx500Checkpoint, train } from './train/train.js';
 import { positiveInt } from './util/cli-args.js';
 import { PACKAGE_VERSION } from './version.js';
 
@@ -87,6 +87,18 @@ Example (the original's sanity run):
         output: o.output, int8: o.int8, calibration: o.calibration,
         signal: stopOnSignals().signal,
       });
+    });
+  program.command('imx500')
+    .description("quantize a checkpoint with Sony's model-compression-toolkit for the IMX500 and compile it with imx500-converter " +
+      '(needs `npm run setup:imx500`): MCT\'s ONNX, packerOut.zip, dnnParams.xml and the memory report in <output>/<model>_<stamp>_imx500/')
+    .requiredOption('--checkpoint <path.pt>', 'a penny-train checkpoint (output/checkpoints/<model>_best.pt)')
+    .option('--calibration <dir>', 'images to calibrate on when the training data is absent (date/mint: ROI crops)')
+    .option('--output <dir>', "the folder the <model>_<stamp>_imx500/ folder goes in (default: the config's output_dir)")
+    .option('--config_file <path>', "read this config's section instead of the checkpoint's (alias --config-file)")
+    .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
+    .showHelpAfterError('(penny-train imx500 --help shows the usage)')
+    .action(async (o) => {
+      await imx500Checkpoint(o.checkpoint, { configFile: o.config_file, dataExamples: o.data_examples, output: o.output, calibration: o.calibration });
     });
   addPredictCommand(program);
   return program;

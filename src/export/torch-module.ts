@@ -93,7 +93,8 @@ def attention(q, k, v, heads):
  * Python source of `class <className>(nn.Module)` computing the graph's logits from its normalised input [B, 3, H, W].
  * `PARAMS` maps each graph parameter name to its place in the module's state_dict.
  */
-export function torchModuleSource(graph: Graph, className = 'PennyNet'): string {
+export function torchModuleSource(graph: Graph, options: { className?: string; imx500?: boolean } = {}): string {
+  const className = options.className ?? 'PennyNet';
   const shapes = inferShapes(graph, 1);
   const paramShape = new Map(graph.params.map((p) => [p.name, p.shape]));
   const owner = new Map<string, string>();   // graph parameter -> its state_dict key
@@ -110,7 +111,11 @@ export function torchModuleSource(graph: Graph, className = 'PennyNet'): string 
     return `self.${attr}`;
   };
   for (const [k, n] of graph.nodes.entries()) {
-    const e = (EMITTERS[n.op] as Emit<OpName>)(n, (v) => shapes.get(v)!, (v) => paramShape.get(v));
+    // imx500-converter takes no LogSoftmax (its [USOP] error). The factorised date head log-softmaxes its decade and
+    // unit logits before summing them into year scores; without it each image's 116 scores move by one constant,
+    // which leaves their softmax and argmax as they were.
+    const e = options.imx500 && n.op === 'log_softmax' ? { expr: (_: string, [x]: string[]) => x }
+      : (EMITTERS[n.op] as Emit<OpName>)(n, (v) => shapes.get(v)!, (v) => paramShape.get(v));
     const owned = new Set(Object.values(e.module?.params ?? {}));
     const m = `l${k}_${n.op}`;
     if (e.module) {

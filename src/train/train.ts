@@ -7,13 +7,16 @@ import yaml from 'js-yaml';
 import { checkBackendDevice } from '../backend/index.js';
 import { nativeInfo } from '../backend/native.js';
 import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
-import { buildIndex, type DatasetIndex } from '../data/dataset.js';
+import { buildIndex, type DatasetIndex, type Sample } from '../data/dataset.js';
 import { listImages, unlabelledSamples } from '../data/image-files.js';
 import { ImageCache, imageSpec } from '../data/images.js';
 import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js';
-import { batchCount, batches } from '../data/loader.js';
+import { allBatches, batchCount, batches, evalOptions } from '../data/loader.js';
 import { InterruptedError, throwIfAborted, UsageError } from '../errors.js';
 import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
+import { convertForImx500, imx500Python, type Imx500Conversion } from '../export/imx500-toolchain.js';
+import { MIN_CALIBRATION_SAMPLES } from '../export/int8.js';
+import { top1Agreement } from '../export/parity.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
 import { numel, type HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
@@ -464,10 +467,7 @@ export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 
  */
 export async function exportCheckpoint(checkpoint: string, options: ExportOptions = {}): Promise<ExportResult> {
   const ckpt = await loadCheckpoint(checkpoint);
-  const key = ckpt.config?.model_type ?? '';
-  // checkpoints of earlier versions stored the config file's name beside the config
-  const { configFile: _, ...stored } = (ckpt.config ?? {}) as Record<string, unknown>;
-  const cfg = resolveConfig(key, options, options.configFile ? undefined : { section: stored, from: `${checkpoint} (its config)` });
+  const cfg = configOfCheckpoint(ckpt, checkpoint, options);
   if (options.output) cfg.output_dir = options.output;
   if (options.int8 === false) cfg.quantize = false;
   const labelMap = labelMapOf(cfg.model_type);
@@ -488,6 +488,93 @@ export async function exportCheckpoint(checkpoint: string, options: ExportOption
   } finally {
     model.dispose();
   }
+}
+
+/** The config stored in a checkpoint, with the caller's overrides; or `configFile`'s section when one is given. */
+function configOfCheckpoint(ckpt: Checkpoint, checkpoint: string, options: ExportOptions): TrainingConfig {
+  // checkpoints of earlier versions stored the config file's name beside the config
+  const { configFile: _, ...stored } = (ckpt.config ?? {}) as Record<string, unknown>;
+  return resolveConfig(ckpt.config?.model_type ?? '', options, options.configFile ? undefined : { section: stored, from: `${checkpoint} (its config)` });
+}
+
+export type Imx500Options = Omit<ExportOptions, 'int8'>;
+
+export interface Imx500Result extends Imx500Conversion {
+  /** MCT int8 against fp32 (the PyTorch module of the same graph and weights) on the test split */
+  mctVsFp32?: Int8Comparison;
+}
+
+/**
+ * `penny-train imx500`: a checkpoint through Sony's toolchain (MCT post-training quantization for the IMX500, then
+ * imx500-converter) into `<output_dir>/<model>_<stamp>_imx500/`, with the converter's verdict on memory and MCT's int8
+ * accuracy against fp32 on the test split. Needs `npm run setup:imx500`, and calibration images: the training data,
+ * or `calibration`.
+ */
+export async function imx500Checkpoint(checkpoint: string, options: Imx500Options = {}): Promise<Imx500Result> {
+  imx500Python();   // set up? (before anything is read)
+  const ckpt = await loadCheckpoint(checkpoint);
+  const cfg = configOfCheckpoint(ckpt, checkpoint, options);
+  const key = cfg.model_type;
+  const labelMap = labelMapOf(key);
+  checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
+  const outDir = options.output ?? cfg.output_dir;
+  checkWritable(outDir);
+  const stamp = timestamp();
+  const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
+  const { index, sources } = await exportImages({ ...cfg, quantize: false }, ckpt, calibration, options.calibration, log);
+  if (index.train.length < MIN_CALIBRATION_SAMPLES) {
+    throw new UsageError(`IMX500 quantization needs at least ${MIN_CALIBRATION_SAMPLES} calibration images; there are ${index.train.length} ` +
+      '(the training data, or --calibration DIR)');
+  }
+  const spec = imageSpec(cfg);
+  const pixelsOf = async (samples: Sample[]) => {
+    const bs = await allBatches(samples, evalOptions({ batchSize: 16, spec, workers: cfg.num_workers }));
+    return { pixels: concatFloats(bs.map((b) => b.pixels)), batches: bs };
+  };
+  const calib = await pixelsOf(index.train.slice(0, Math.min(cfg.calibration_samples, 128)));
+  const test = index.test.length ? await pixelsOf(index.test) : undefined;
+  const graph = buildBackbone(cfg.backbone, ckpt.numClasses, cfg.img_size, headOf(cfg));
+  log.info(`IMX500: ${checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${sources.train}) and imx500-converter`);
+  const r: Imx500Result = await convertForImx500({ graph, checkpoint, calibration: calib.pixels, test: test?.pixels, dir: path.join(outDir, `${key}_${stamp}_imx500`), name: `${key}_${stamp}` });
+  if (r.converterError) {
+    const params = graph.params.reduce((n, p) => n + numel(p.shape), 0);
+    log.warn(`IMX500: imx500-converter refused the model:\n${r.converterError}\n` +
+      `The IMX500 runs int8 CNNs whose weights and activations fit its 8 MB; ${cfg.backbone} has ${params.toLocaleString('en-US')} parameters ` +
+      `(${(params / 2 ** 20).toFixed(1)} MB at int8)${params > 8 * 2 ** 20 ? ', more than the chip holds' : ''}.`);
+  } else {
+    const kb = (b?: number) => (b === undefined ? '?' : b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KB` : `${(b / 2 ** 20).toFixed(2)} MB`);
+    log.info(`IMX500 (imx500-converter): ${kb(r.memoryBytes)} of ${kb(r.availableBytes)} used, ${r.fits ? 'fits' : 'DOES NOT FIT'} in the chip; ` +
+      `packerOut.zip for imx500-package in ${r.dir}`);
+  }
+  if (test && r.logits) {
+    const classes = ckpt.numClasses;
+    const figures = (logits: Float32Array) => {
+      const t = new Tally(key);
+      let at = 0;
+      for (const b of test.batches) {
+        const n = b.labels.length;
+        t.add(0, b.labels, argmaxRows(logits.subarray(at * classes, (at + n) * classes), n, classes), b.angles);
+        at += n;
+      }
+      const { loss: _, ...f } = t.metrics();
+      return f;
+    };
+    const [fp32, int8] = [figures(r.logits.fp32), figures(r.logits.int8)];
+    r.mctVsFp32 = { images: test.batches.reduce((n, b) => n + b.labels.length, 0), fp32, int8, top1Agreement: top1Agreement(r.logits.int8, r.logits.fp32, classes) };
+    log.info(`MCT int8 vs fp32 on ${r.mctVsFp32.images} test images: acc ${int8.acc.toFixed(4)} vs ${fp32.acc.toFixed(4)}, F1 (Macro) ` +
+      `${int8.f1Macro.toFixed(4)} vs ${fp32.f1Macro.toFixed(4)}${int8.angleMae !== undefined ? `, Angle MAE ${int8.angleMae.toFixed(2)} vs ${fp32.angleMae!.toFixed(2)} deg` : ''}, ` +
+      `top-1 agreement ${r.mctVsFp32.top1Agreement.toFixed(4)}`);
+  }
+  log.info(`IMX500 toolchain time: ${Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
+  return r;
+}
+
+function concatFloats(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
 }
 
 /**

@@ -1,0 +1,40 @@
+// Sony's own IMX500 toolchain on a model trained here: MCT's quantization, MCT's ONNX and imx500-converter's verdict
+// (packerOut.zip, dnnParams.xml, the memory report), never a mock of it. Needs `npm run setup:imx500`; CI runs that
+// and sets PENNY_TEST_IMX500=1, so there it cannot be skipped.
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { imx500Venv } from '../src/export/imx500-toolchain.js';
+import { listFiles, runCli, scratchRun } from './helpers.js';
+
+const present = fs.existsSync(path.join(imx500Venv(), 'bin', 'imxconv-pt'));
+const run = present || process.env.PENNY_TEST_IMX500 === '1' ? it : it.skip;
+
+describe('penny-train imx500', () => {
+  run('quantizes a trained cnn_small with MCT and compiles it with imx500-converter: packerOut.zip, memory used of 8 MB, int8 vs fp32', async () => {
+    const { cwd, config } = scratchRun((y) => y.replace(/(mint:[\s\S]*?)backbone: clip_vit_tiny/, '$1backbone: cnn_small'));
+    const trained = await runCli(['-m', 'mint', '--epochs', '1', '--batch_size', '8', '--data_examples', '--config_file', config], cwd);
+    expect(trained.code, trained.stderr).toBe(0);
+    const r = await runCli(['imx500', '--checkpoint', 'output/checkpoints/mint_best.pt', '--data_examples', '--output', 'sensor'], cwd);
+    expect(r.code, r.stderr).toBe(0);
+    const m = /^IMX500 \(imx500-converter\): ([\d.]+) (KB|MB) of 8\.00 MB used, fits in the chip; packerOut\.zip for imx500-package in (\S+)$/m.exec(r.stdout);
+    expect(m, r.stdout + r.stderr).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    expect(r.stdout).toMatch(/^MCT int8 vs fp32 on \d+ test images: acc [\d.]+ vs [\d.]+, F1 \(Macro\) [\d.]+ vs [\d.]+, top-1 agreement [\d.]+$/m);
+    const files = listFiles(path.join(cwd, m![3]));
+    expect(files).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^mint_\d{8}-\d{6}_mct\.onnx$/), 'imxconv/packerOut.zip', 'imxconv/dnnParams.xml', expect.stringMatching(/^imxconv\/.*_MemoryReport\.json$/),
+    ]));
+    expect(fs.statSync(path.join(cwd, m![3], 'imxconv/packerOut.zip')).size).toBeGreaterThan(10_000);
+    expect(listFiles(path.join(cwd, 'sensor')).every((f) => !f.includes('.tmp-'))).toBe(true);
+  }, 900_000);
+
+  it('without the toolchain: one line saying how to set it up, exit 2', async () => {
+    const { cwd } = scratchRun();
+    fs.mkdirSync(path.join(cwd, 'output'));
+    const r = await runCli(['imx500', '--checkpoint', 'nothing.pt'], cwd, { PENNY_IMX500_VENV: path.join(cwd, 'no-venv') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^penny-train: the IMX500 toolchain is not set up \(no imxconv-pt in .*no-venv\): run `npm run setup:imx500`/m);
+    expect(listFiles(path.join(cwd, 'output'))).toEqual([]);
+  });
+});
