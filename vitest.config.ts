@@ -7,5 +7,7 @@ export default defineConfig({
     hookTimeout: 300_000,
     // Each file gets its own process (LibTorch's thread pool and RSS figures stay per file).
     pool: 'forks',
+    // training runs in tests end without Sony's IMX500 toolchain (minutes a run); test/imx500-toolchain.test.ts turns it on
+    env: { PENNY_IMX500: 'off' },
   },
 });

@@ -11,23 +11,38 @@ const present = fs.existsSync(path.join(imx500Venv(), 'bin', 'imxconv-pt'));
 const run = present || process.env.PENNY_TEST_IMX500 === '1' ? it : it.skip;
 
 describe('penny-train imx500', () => {
-  run('quantizes a trained cnn_small with MCT and compiles it with imx500-converter: packerOut.zip, memory used of 8 MB, int8 vs fp32', async () => {
-    const { cwd, config } = scratchRun((y) => y.replace(/(mint:[\s\S]*?)backbone: clip_vit_tiny/, '$1backbone: cnn_small'));
-    const trained = await runCli(['-m', 'mint', '--epochs', '1', '--batch_size', '8', '--data_examples', '--config_file', config], cwd);
-    expect(trained.code, trained.stderr).toBe(0);
-    const r = await runCli(['imx500', '--checkpoint', 'output/checkpoints/mint_best.pt', '--data_examples', '--output', 'sensor'], cwd);
-    expect(r.code, r.stderr).toBe(0);
-    const m = /^IMX500 \(imx500-converter\): ([\d.]+) (KB|MB) of 8\.00 MB used, fits in the chip; packerOut\.zip for imx500-package in (\S+)$/m.exec(r.stdout);
-    expect(m, r.stdout + r.stderr).not.toBeNull();
+  /** The converter's verdict line and the files of the folder it names. */
+  const verdict = (out: string, cwd: string) => {
+    const m = /^IMX500 \(imx500-converter\): ([\d.]+) (KB|MB) of 8\.00 MB used, fits in the chip; packerOut\.zip for imx500-package in (\S+)$/m.exec(out);
+    expect(m, out).not.toBeNull();
     expect(Number(m![1])).toBeGreaterThan(0);
-    expect(r.stdout).toMatch(/^MCT int8 vs fp32 on \d+ test images: acc [\d.]+ vs [\d.]+, F1 \(Macro\) [\d.]+ vs [\d.]+, top-1 agreement [\d.]+$/m);
+    expect(out).toMatch(/^MCT int8 vs fp32 on \d+ test images: acc [\d.]+ vs [\d.]+, F1 \(Macro\) [\d.]+ vs [\d.]+, top-1 agreement [\d.]+$/m);
     const files = listFiles(path.join(cwd, m![3]));
     expect(files).toEqual(expect.arrayContaining([
       expect.stringMatching(/^mint_\d{8}-\d{6}_mct\.onnx$/), 'imxconv/packerOut.zip', 'imxconv/dnnParams.xml', expect.stringMatching(/^imxconv\/.*_MemoryReport\.json$/),
     ]));
     expect(fs.statSync(path.join(cwd, m![3], 'imxconv/packerOut.zip')).size).toBeGreaterThan(10_000);
+    return m![3];
+  };
+
+  run('ends a training run of a cnn_small (imx500_compatible) and runs on its checkpoint: MCT, imx500-converter, packerOut.zip, memory of 8 MB, int8 vs fp32', async () => {
+    const { cwd, config } = scratchRun((y) => y.replace(/(mint:[\s\S]*?)backbone: clip_vit_tiny/, '$1backbone: cnn_small'));
+    const trained = await runCli(['-m', 'mint', '--epochs', '1', '--batch_size', '8', '--data_examples', '--config_file', config], cwd, { PENNY_IMX500: 'on' });
+    expect(trained.code, trained.stderr).toBe(0);
+    const dir = verdict(trained.stdout, cwd);
+    expect(dir).toMatch(/^models\/mint\/mint_\d{8}-\d{6}_imx500$/);
+    const record = /^Run record: (\S+)\//m.exec(trained.stdout)![1];
+    const results = JSON.parse(fs.readFileSync(path.join(cwd, record, 'results.json'), 'utf8'));
+    expect(results.imx500_converter).toMatchObject({ dir, fits: true, error: null });
+
+    // the command, on the checkpoint, calibrated on a folder of images
+    const r = await runCli(['imx500', '--checkpoint', 'output/checkpoints/mint_best.pt', '--data_examples', '--output', 'sensor',
+      '--calibration', path.join(cwd, 'data_examples')], cwd);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/through MCT \(IMX500 target platform, \d+ images of .*data_examples\)/);
+    expect(verdict(r.stdout, cwd)).toMatch(/^sensor\/mint_\d{8}-\d{6}_imx500$/);
     expect(listFiles(path.join(cwd, 'sensor')).every((f) => !f.includes('.tmp-'))).toBe(true);
-  }, 900_000);
+  }, 1_200_000);
 
   it('without the toolchain: one line saying how to set it up, exit 2', async () => {
     const { cwd } = scratchRun();

@@ -26,6 +26,12 @@ export function torchPython(): string | null {
   return null;
 }
 
+/** Whether a training run ends with Sony's toolchain: set up, switched off (PENNY_IMX500=off), or absent. */
+export function imx500Status(): 'ready' | 'off' | 'absent' {
+  if (process.env.PENNY_IMX500 === 'off') return 'off';
+  return fs.existsSync(path.join(imx500Venv(), 'bin', 'imxconv-pt')) ? 'ready' : 'absent';
+}
+
 /** The IMX500 environment's python; a UsageError saying how to make it when there is none. */
 export function imx500Python(): string {
   const python = path.join(imx500Venv(), 'bin', 'python');

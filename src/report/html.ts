@@ -25,6 +25,9 @@ export function reportHtml(o: { results: ResultsJson; rows: EpochRow[]; config: 
     ['ONNX parity (max |diff|)', r.export?.parity_max_abs_diff === null || r.export === null ? 'not checked' : r.export.parity_max_abs_diff.toExponential(2)],
     ['INT8 vs fp32', q ? `acc ${pct(q.int8.acc)} vs ${pct(q.fp32.acc)}, top-1 agreement ${pct(q.top1Agreement)} on ${q.images} test images` : 'not compared'],
     ['IMX500 (own check)', r.export?.imx500 ? esc(r.export.imx500.statement) : 'not checked'],
+    ['IMX500 (imx500-converter)', !r.imx500_converter ? 'not run' : r.imx500_converter.error ? `refused: ${esc(r.imx500_converter.error.split('\n').pop())}`
+      : `${r.imx500_converter.memory_bytes === null ? '?' : (r.imx500_converter.memory_bytes / 1024).toFixed(1)} KB of 8 MB, ${r.imx500_converter.fits ? 'fits' : 'does not fit'}` +
+        (r.imx500_converter.mct_int8_vs_fp32 ? `; MCT int8 acc ${pct(r.imx500_converter.mct_int8_vs_fp32.int8.acc)} vs fp32 ${pct(r.imx500_converter.mct_int8_vs_fp32.fp32.acc)}` : '')],
     ['versions', Object.entries(r.versions).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(', ')],
   ];
   const epochs = table(['epoch', 'train loss', 'train acc', 'val loss', 'val acc', 'val F1', 'val angle MAE', 'val ±1', 'lr', 's', 'img/s', ''],

@@ -48,6 +48,8 @@ export interface RunOutcome {
   /** the best epoch's worst misclassified validation images (absent when the best epoch was before a resume) */
   mistakes?: readonly Mistake[];
   export?: ExportResult;
+  /** Sony's toolchain at the end of the run (imx500_compatible, set up) */
+  imx500?: { dir: string; memoryBytes?: number; availableBytes?: number; fits?: boolean; converterError?: string; mctVsFp32?: ExportResult['int8VsFp32'] };
   /** every file the run wrote outside this folder: checkpoints, log, label map, ONNX */
   files: Record<string, string | undefined>;
 }
@@ -69,6 +71,9 @@ export interface ResultsJson {
   test: Omit<Metrics, 'loss'> & { loss: number; weights: 'best' | 'last'; images: number; per_class: (ClassFigures & { label: string })[];
     confusion: { labels: string[]; counts: number[][] } };
   export: { parity_max_abs_diff: number | null; int8_vs_fp32: ExportResult['int8VsFp32'] | null; imx500: ExportResult['imx500'] | null } | null;
+  /** imx500-converter's verdict and MCT's int8 figures, when the run ended with Sony's toolchain */
+  imx500_converter: { dir: string; memory_bytes: number | null; available_bytes: number | null; fits: boolean | null; error: string | null;
+    mct_int8_vs_fp32: ExportResult['int8VsFp32'] | null } | null;
   files: Record<string, string>;
 }
 
@@ -158,6 +163,8 @@ export class RunRecord {
         confusion: { labels, counts: o.test.confusion },
       },
       export: o.export ? { parity_max_abs_diff: o.export.parityMaxAbsDiff ?? null, int8_vs_fp32: o.export.int8VsFp32 ?? null, imx500: o.export.imx500 ?? null } : null,
+      imx500_converter: o.imx500 ? { dir: o.imx500.dir, memory_bytes: o.imx500.memoryBytes ?? null, available_bytes: o.imx500.availableBytes ?? null,
+        fits: o.imx500.fits ?? null, error: o.imx500.converterError ?? null, mct_int8_vs_fp32: o.imx500.mctVsFp32 ?? null } : null,
       files: { ...files, run: this.dir },
     };
   }

@@ -14,7 +14,7 @@ import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js
 import { allBatches, batchCount, batches, evalOptions } from '../data/loader.js';
 import { InterruptedError, throwIfAborted, UsageError } from '../errors.js';
 import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
-import { convertForImx500, imx500Python, type Imx500Conversion } from '../export/imx500-toolchain.js';
+import { convertForImx500, imx500Python, imx500Status, type Imx500Conversion } from '../export/imx500-toolchain.js';
 import { MIN_CALIBRATION_SAMPLES } from '../export/int8.js';
 import { top1Agreement } from '../export/parity.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
@@ -424,14 +424,29 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
 
   throwIfAborted(options.signal, last);
   const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
-  const files = { last_checkpoint: last, best_checkpoint: best, log: log.file, label_map: labelFile, onnx_fp32: onnx.fp32, onnx_int8: onnx.int8 };
+  let sony: Imx500Result | undefined;
+  if (cfg.imx500_compatible) {
+    const status = imx500Status();
+    if (onnx.imx500 && !onnx.imx500.fits) {
+      log.info(`IMX500: Sony's toolchain not run: penny-train's own check says the model cannot fit (${onnx.imx500.statement})`);
+    } else if (status === 'ready') {
+      throwIfAborted(options.signal, last);
+      sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: bestState?.runId === runId ? best : last, index,
+        calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) });
+    } else {
+      log.info(`IMX500: Sony's toolchain ${status === 'off' ? 'is switched off (PENNY_IMX500=off)' : 'is not set up'}, so only penny-train's own check above ran; ` +
+        '`npm run setup:imx500` adds it (and `penny-train imx500 --checkpoint ...` runs it on a checkpoint)');
+    }
+  }
+  const files = { last_checkpoint: last, best_checkpoint: best, log: log.file, label_map: labelFile, onnx_fp32: onnx.fp32, onnx_int8: onnx.int8,
+    imx500: sony?.dir };
   const written = await record.finish({
     runId, startedAt, versions: { 'penny-train': PACKAGE_VERSION, node: process.version, libtorch: nativeInfo().torchVersion },
     device: deviceOf(cfg), data: { train: index.train.length, val: index.val.length, test: index.test.length },
     ...(resume && { resumedFrom: { checkpoint: options.resume!, epoch: resume.position.epoch } }),
     test: { weights: bestState?.runId === runId ? 'best' : 'last', images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
       ...(key === 'orientation' && { angleErrors: testTally.angleErrors() }) },
-    mistakes: bestMistakes, export: onnx, files,
+    mistakes: bestMistakes, export: onnx, files, ...(sony && { imx500: sony }),
   });
   const report = written[written.length - 1];
   log.info(`Run record: ${record.dir}/ (config.yaml, metrics.csv, results.json, ${written.filter((f) => f.endsWith('.png')).length} plots); ` +
@@ -515,28 +530,38 @@ export async function imx500Checkpoint(checkpoint: string, options: Imx500Option
   const ckpt = await loadCheckpoint(checkpoint);
   const cfg = configOfCheckpoint(ckpt, checkpoint, options);
   const key = cfg.model_type;
-  const labelMap = labelMapOf(key);
-  checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  checkFits(ckpt, cfg, Object.keys(labelMapOf(key)).length, checkpoint);
   const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
   const outDir = options.output ?? cfg.output_dir;
   checkWritable(outDir);
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
   const { index, sources } = await exportImages({ ...cfg, quantize: false }, ckpt, calibration, options.calibration, log);
+  return sonyImx500({ cfg, numClasses: ckpt.numClasses, checkpoint, index, calibrationFrom: sources.train, log, dir: path.join(outDir, `${key}_${stamp}_imx500`) });
+}
+
+/**
+ * A checkpoint through MCT and imx500-converter (src/export/imx500-toolchain.ts), calibrated on the index's train
+ * split, MCT int8 compared with fp32 on its test split; the verdict logged. `penny-train imx500` and the end of a
+ * training run (imx500_compatible, the toolchain set up) both come here.
+ */
+async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoint: string; index: DatasetIndex; calibrationFrom: string; log: RunLog;
+  dir: string; cache?: ImageCache }): Promise<Imx500Result> {
+  const { cfg, log, index } = o;
   if (index.train.length < MIN_CALIBRATION_SAMPLES) {
     throw new UsageError(`IMX500 quantization needs at least ${MIN_CALIBRATION_SAMPLES} calibration images; there are ${index.train.length} ` +
       '(the training data, or --calibration DIR)');
   }
   const spec = imageSpec(cfg);
   const pixelsOf = async (samples: Sample[]) => {
-    const bs = await allBatches(samples, evalOptions({ batchSize: 16, spec, workers: cfg.num_workers }));
+    const bs = await allBatches(samples, evalOptions({ batchSize: 16, spec, workers: cfg.num_workers, cache: o.cache }));
     return { pixels: concatFloats(bs.map((b) => b.pixels)), batches: bs };
   };
   const calib = await pixelsOf(index.train.slice(0, Math.min(cfg.calibration_samples, 128)));
   const test = index.test.length ? await pixelsOf(index.test) : undefined;
-  const graph = buildBackbone(cfg.backbone, ckpt.numClasses, cfg.img_size, headOf(cfg));
-  log.info(`IMX500: ${checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${sources.train}) and imx500-converter`);
-  const r: Imx500Result = await convertForImx500({ graph, checkpoint, calibration: calib.pixels, test: test?.pixels, dir: path.join(outDir, `${key}_${stamp}_imx500`), name: `${key}_${stamp}` });
+  const graph = buildBackbone(cfg.backbone, o.numClasses, cfg.img_size, headOf(cfg));
+  log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
+  const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir, name: path.basename(o.dir).replace(/_imx500$/, '') });
   if (r.converterError) {
     const params = graph.params.reduce((n, p) => n + numel(p.shape), 0);
     log.warn(`IMX500: imx500-converter refused the model:\n${r.converterError}\n` +
@@ -548,9 +573,9 @@ export async function imx500Checkpoint(checkpoint: string, options: Imx500Option
       `packerOut.zip for imx500-package in ${r.dir}`);
   }
   if (test && r.logits) {
-    const classes = ckpt.numClasses;
+    const classes = o.numClasses;
     const figures = (logits: Float32Array) => {
-      const t = new Tally(key);
+      const t = new Tally(cfg.model_type);
       let at = 0;
       for (const b of test.batches) {
         const n = b.labels.length;
