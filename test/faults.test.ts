@@ -64,8 +64,9 @@ describe('writes', () => {
       if (tmpfs && !disk) return console.warn('faults.test: no tmpfs mount on this machine; the ulimit case covers the write path');
       let runDir = cwd;
       if (disk) {
-        // room for the log, not for one more checkpoint
-        fs.cpSync(cwd, disk, { recursive: true, verbatimSymlinks: true });
+        // room for the log, not for one more checkpoint (the first run's record, plots and models stay behind)
+        const skip = [path.join(cwd, 'output', 'runs'), path.join(cwd, 'models')];
+        fs.cpSync(cwd, disk, { recursive: true, verbatimSymlinks: true, filter: (src) => !skip.includes(src) });
         fs.writeFileSync(path.join(disk, 'filler'), Buffer.alloc(Math.floor(1.5 * lastBytes.length)));
         runDir = disk;
       }
