@@ -91,7 +91,7 @@ describe('fp32 export', () => {
     m.dispose();
   });
 
-  it('exports log_softmax as LogSoftmax with its axis (the last, and a middle one): same embeds and logits; IMX500 keeps it', async () => {
+  it('exports log_softmax as LogSoftmax with its axis (the last, and a middle one): same embeds and logits; the IMX500 report names it', async () => {
     const graph = otherOps();
     const m = await createModelFromGraph(graph, 3, { seed: 7 });
     try {
@@ -105,7 +105,7 @@ describe('fp32 export', () => {
       expect((await onnxParity(embeds, input, shape, await m.forward(input, shape, 'embeds'))).maxAbsDiff).toBeLessThan(1e-4);
       const imx = makeImx500Compatible(onnx, { batch: 'dynamic' });
       expect(opHistogram(imx).LogSoftmax).toBe(2);
-      expect(imx500Report(imx).unsupportedOps).toEqual([]);
+      expect(imx500Report(imx).unsupportedOps).toEqual(['LogSoftmax']);   // imx500-converter 3.18.2 refuses it
       expect((await onnxParity(imx, input, shape, logits)).maxAbsDiff).toBeLessThan(1e-3);   // exact GELU -> tanh form
     } finally {
       m.dispose();

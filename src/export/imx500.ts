@@ -30,13 +30,14 @@ export const IMX500_MEMORY_BYTES = 8 * 1024 * 1024;
  * Op types that the pass's output may contain: those MCT's IMX500 target platform (imx500_tpc v4) lists or maps
  * (Conv, fully connected = Gemm/MatMul, Add/Sub/Mul/Div, Relu/Clip/Sigmoid/Tanh/HardSigmoid/HardSwish, Reshape,
  * Transpose, Concat, Gather/Slice, Squeeze/Unsqueeze/Flatten, MaxPool, BatchNormalization, Min/Max, ArgMax) plus
- * Softmax, ReduceMean and Sqrt (the LayerNorm decomposition), and the QDQ nodes of an int8 model. LogSoftmax is kept
- * as is: MCT maps it (OperatorSetNames.LOG_SOFTMAX <- torch.nn.LogSoftmax) as it does Softmax, while writing it out
- * would need Exp/Log/ReduceMax/ReduceSum, none of which are listed here.
+ * Softmax, ReduceMean and Sqrt (the LayerNorm decomposition), and the QDQ nodes of an int8 model. Not LogSoftmax:
+ * MCT maps it, but imx500-converter 3.18.2 refuses it ("[USOP] The network contains unsupported ops: LogSoftmax"),
+ * so the factorised date head is reported here; `penny-train imx500` sends that head without its log-softmaxes
+ * (src/export/torch-module.ts).
  */
 export const IMX500_OPS = new Set([
   'Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'PRelu', 'Clip', 'Sigmoid',
-  'HardSigmoid', 'HardSwish', 'Tanh', 'Softmax', 'LogSoftmax', 'Reshape', 'Transpose', 'Concat', 'Slice', 'Gather', 'Squeeze',
+  'HardSigmoid', 'HardSwish', 'Tanh', 'Softmax', 'Reshape', 'Transpose', 'Concat', 'Slice', 'Gather', 'Squeeze',
   'Unsqueeze', 'Flatten', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'BatchNormalization', 'Min', 'Max', 'ArgMax',
   'ReduceMean', 'Sqrt', 'Identity', 'QuantizeLinear', 'DequantizeLinear',
 ]);
