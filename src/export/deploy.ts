@@ -2,7 +2,7 @@
 // pass and report, and the INT8 model with its evaluation against fp32 — one code path for `train` and `export`.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { TrainingConfig } from '../config/config.js';
+import type { ModelKey, TrainingConfig } from '../config/config.js';
 import type { DatasetIndex } from '../data/dataset.js';
 import { imageSpec, preprocessRecipe, type ImageCache } from '../data/images.js';
 import { allBatches, evalOptions, type Batch } from '../data/loader.js';
@@ -148,28 +148,42 @@ async function compare(fp32: Uint8Array, int8: Uint8Array, test: Batch[], cfg: T
   for (const bytes of [fp32, int8]) {
     const session = await createSession(bytes);
     const logits: number[] = [];
-    const tally = new Tally(cfg.model_type);
     let seconds = 0;
     for (const b of test) {
       const t = performance.now();
-      const out = await runOnnx(session, b.pixels, b.shape);
+      logits.push(...await runOnnx(session, b.pixels, b.shape));
       seconds += (performance.now() - t) / 1000;
-      logits.push(...out);
-      tally.add(0, b.labels, argmaxRows(out, b.labels.length, classes), b.angles);
     }
-    const { loss: _, ...figures } = tally.metrics();
-    results.push({ logits, figures, images: tally.count, imgPerSec: tally.count / seconds, mb: bytes.length / 2 ** 20 });
+    const images = logits.length / classes;
+    results.push({ logits, figures: testFigures(Float32Array.from(logits), test, classes, cfg.model_type), images, imgPerSec: images / seconds, mb: bytes.length / 2 ** 20 });
   }
   const [f, q] = results;
   const agreement = top1Agreement(q.logits, f.logits, classes);
-  const pair = (name: string, a: number | undefined, b: number | undefined, digits: number, unit = '') =>
-    a === undefined || b === undefined ? '' : `${name} ${a.toFixed(digits)} vs ${b.toFixed(digits)}${unit}, `;
-  const task = pair('Angle MAE', q.figures.angleMae, f.figures.angleMae, 2, ' deg') + pair('Acc +-1', q.figures.accWithin1, f.figures.accWithin1, 4);
-  log.info(`INT8 vs fp32 on ${f.images} test images: acc ${q.figures.acc.toFixed(4)} vs ${f.figures.acc.toFixed(4)}, ` +
-    `F1 (Macro) ${q.figures.f1Macro.toFixed(4)} vs ${f.figures.f1Macro.toFixed(4)}, ${task}top-1 agreement ${agreement.toFixed(4)}, ` +
+  log.info(`INT8 vs fp32 on ${f.images} test images: ${versusText(q.figures, f.figures, agreement)}, ` +
     `size ${q.mb.toFixed(1)} MB vs ${f.mb.toFixed(1)} MB (${(q.mb / f.mb).toFixed(3)}x), ` +
     `onnxruntime ${q.imgPerSec.toFixed(1)} vs ${f.imgPerSec.toFixed(1)} img/s`);
   return { images: f.images, fp32: f.figures, int8: q.figures, top1Agreement: agreement };
+}
+
+/** acc, macro-F1 and the task's figures of `logits` [images, classes], in the order of the `batches` they were computed on */
+export function testFigures(logits: Float32Array, batches: readonly Batch[], classes: number, task: ModelKey): TestFigures {
+  const tally = new Tally(task);
+  let at = 0;
+  for (const b of batches) {
+    const n = b.labels.length;
+    tally.add(0, b.labels, argmaxRows(logits.subarray(at * classes, (at + n) * classes), n, classes), b.angles);
+    at += n;
+  }
+  const { loss: _, ...figures } = tally.metrics();
+  return figures;
+}
+
+/** `acc Q vs F, F1 (Macro) Q vs F, [Angle MAE .., Acc +-1 ..,] top-1 agreement A`: a quantized model `q` against fp32 `f` */
+export function versusText(q: TestFigures, f: TestFigures, agreement: number): string {
+  const pair = (name: string, a: number | undefined, b: number | undefined, digits: number, unit = '') =>
+    a === undefined || b === undefined ? '' : `${name} ${a.toFixed(digits)} vs ${b.toFixed(digits)}${unit}, `;
+  return `acc ${q.acc.toFixed(4)} vs ${f.acc.toFixed(4)}, F1 (Macro) ${q.f1Macro.toFixed(4)} vs ${f.f1Macro.toFixed(4)}, ` +
+    pair('Angle MAE', q.angleMae, f.angleMae, 2, ' deg') + pair('Acc +-1', q.accWithin1, f.accWithin1, 4) + `top-1 agreement ${agreement.toFixed(4)}`;
 }
 
 export type { ModelProto };

@@ -63,6 +63,11 @@ export function adamGroup(p: Pick<ParamSpec, 'decay' | 'buffer'>): 'decay' | 'no
   return p.buffer ? null : p.decay ? 'decay' : 'no_decay';
 }
 
+/** Weights and buffers of a graph, counted. */
+export function parameterCount(graph: Graph): number {
+  return graph.params.reduce((n, p) => n + numel(p.shape), 0);
+}
+
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }

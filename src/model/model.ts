@@ -3,7 +3,7 @@
 import { createBackend } from '../backend/index.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
 import { buildBackbone, type ImageSize } from './backbones.js';
-import { numel, type Graph, type HeadSpec, type OutputName } from './graph.js';
+import { numel, parameterCount, type Graph, type HeadSpec, type OutputName } from './graph.js';
 import { initParams } from './init.js';
 import { loadPretrained } from './weights.js';
 
@@ -66,7 +66,7 @@ export class PennyModel {
   }
 
   get parameterCount(): number {
-    return this.graph.params.reduce((n, p) => n + numel(p.shape), 0);
+    return parameterCount(this.graph);
   }
 
   /** CLIP image_embeds (projected, not normalised): [b, projection] */

@@ -13,12 +13,12 @@ import { ImageCache, imageSpec } from '../data/images.js';
 import { FIRST_YEAR, LAST_YEAR, labelMap as labelMapOf } from '../data/labels.js';
 import { allBatches, batchCount, batches, evalOptions } from '../data/loader.js';
 import { InterruptedError, throwIfAborted, UsageError } from '../errors.js';
-import { exportModels, type ExportResult, type Int8Comparison } from '../export/deploy.js';
+import { exportModels, testFigures, versusText, type ExportResult, type Int8Comparison } from '../export/deploy.js';
 import { convertForImx500, imx500Python, imx500Status, type Imx500Conversion } from '../export/imx500-toolchain.js';
 import { MIN_CALIBRATION_SAMPLES } from '../export/int8.js';
 import { top1Agreement } from '../export/parity.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
-import { numel, type HeadSpec } from '../model/graph.js';
+import { parameterCount, type HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { learnRoiLocator, type RoiTemplate } from '../predict/locate.js';
 import { RunRecord } from '../report/record.js';
@@ -214,7 +214,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
 
   const stamp = timestamp();
   const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
-  log.info(bannerLine(cfg, graph.params.reduce((n, p) => n + numel(p.shape), 0)));
+  log.info(bannerLine(cfg, parameterCount(graph)));
   log.record(`versions: penny-train ${PACKAGE_VERSION}, node ${process.version}, LibTorch ${nativeInfo().torchVersion}\n` +
     `resolved config (${options.configFile ?? DEFAULT_CONFIG_FILE}${options.set ? ', --set' : ''}):\n${yaml.dump({ [key]: cfg }, { lineWidth: 120 }).trimEnd()}`);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
@@ -415,9 +415,10 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     checkParamsFit(best, bestState.params, model.graph.params);
     model.setParams(bestState.params);
   }
+  const weights = bestState?.runId === runId ? 'best' : 'last';
   const testTally = await evaluate(model, index.test, evalOpts, key);
   const test = testTally.metrics();
-  log.info(`Test (${bestState?.runId === runId ? 'best' : 'last'} weights): ${metricsText(test)} on ${testTally.count} images`);
+  log.info(`Test (${weights} weights): ${metricsText(test)} on ${testTally.count} images`);
 
   const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
   writeFileAtomicSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
@@ -431,7 +432,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       log.info(`IMX500: Sony's toolchain not run: penny-train's own check says the model cannot fit (${onnx.imx500.statement})`);
     } else if (status === 'ready') {
       throwIfAborted(options.signal, last);
-      sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: bestState?.runId === runId ? best : last, index,
+      sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: weights === 'best' ? best : last, index,
         calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) });
     } else {
       log.info(`IMX500: Sony's toolchain ${status === 'off' ? 'is switched off (PENNY_IMX500=off)' : 'is not set up'}, so only penny-train's own check above ran; ` +
@@ -444,7 +445,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     runId, startedAt, versions: { 'penny-train': PACKAGE_VERSION, node: process.version, libtorch: nativeInfo().torchVersion },
     device: deviceOf(cfg), data: { train: index.train.length, val: index.val.length, test: index.test.length },
     ...(resume && { resumedFrom: { checkpoint: options.resume!, epoch: resume.position.epoch } }),
-    test: { weights: bestState?.runId === runId ? 'best' : 'last', images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
+    test: { weights, images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
       ...(key === 'orientation' && { angleErrors: testTally.angleErrors() }) },
     mistakes: bestMistakes, export: onnx, files, ...(sony && { imx500: sony }),
   });
@@ -563,7 +564,7 @@ async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoi
   log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
   const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir, name: path.basename(o.dir).replace(/_imx500$/, '') });
   if (r.converterError) {
-    const params = graph.params.reduce((n, p) => n + numel(p.shape), 0);
+    const params = parameterCount(graph);
     log.warn(`IMX500: imx500-converter refused the model:\n${r.converterError}\n` +
       `The IMX500 runs int8 CNNs whose weights and activations fit its 8 MB; ${cfg.backbone} has ${params.toLocaleString('en-US')} parameters ` +
       `(${(params / 2 ** 20).toFixed(1)} MB at int8)${params > 8 * 2 ** 20 ? ', more than the chip holds' : ''}.`);
@@ -573,23 +574,10 @@ async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoi
       `packerOut.zip for imx500-package in ${r.dir}`);
   }
   if (test && r.logits) {
-    const classes = o.numClasses;
-    const figures = (logits: Float32Array) => {
-      const t = new Tally(cfg.model_type);
-      let at = 0;
-      for (const b of test.batches) {
-        const n = b.labels.length;
-        t.add(0, b.labels, argmaxRows(logits.subarray(at * classes, (at + n) * classes), n, classes), b.angles);
-        at += n;
-      }
-      const { loss: _, ...f } = t.metrics();
-      return f;
-    };
+    const figures = (logits: Float32Array) => testFigures(logits, test.batches, o.numClasses, cfg.model_type);
     const [fp32, int8] = [figures(r.logits.fp32), figures(r.logits.int8)];
-    r.mctVsFp32 = { images: test.batches.reduce((n, b) => n + b.labels.length, 0), fp32, int8, top1Agreement: top1Agreement(r.logits.int8, r.logits.fp32, classes) };
-    log.info(`MCT int8 vs fp32 on ${r.mctVsFp32.images} test images: acc ${int8.acc.toFixed(4)} vs ${fp32.acc.toFixed(4)}, F1 (Macro) ` +
-      `${int8.f1Macro.toFixed(4)} vs ${fp32.f1Macro.toFixed(4)}${int8.angleMae !== undefined ? `, Angle MAE ${int8.angleMae.toFixed(2)} vs ${fp32.angleMae!.toFixed(2)} deg` : ''}, ` +
-      `top-1 agreement ${r.mctVsFp32.top1Agreement.toFixed(4)}`);
+    r.mctVsFp32 = { images: r.logits.fp32.length / o.numClasses, fp32, int8, top1Agreement: top1Agreement(r.logits.int8, r.logits.fp32, o.numClasses) };
+    log.info(`MCT int8 vs fp32 on ${r.mctVsFp32.images} test images: ${versusText(int8, fp32, r.mctVsFp32.top1Agreement)}`);
   }
   log.info(`IMX500 toolchain time: ${Object.entries(r.seconds).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
   return r;
