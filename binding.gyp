@@ -14,6 +14,8 @@
     'variables': {
       'torch_include': "<!(node -p \"require('<(libtorch_json)').includeDir\")",
       'torch_lib': "<!(node -p \"require('<(libtorch_json)').libDir\")",
+      # distributed.cc's c10d part, where this LibTorch has Gloo (as CMakeLists.txt decides it)
+      'distributed': "<!(node -p \"+require('fs').existsSync(require('<(libtorch_json)').includeDir + '/torch/csrc/distributed/c10d/ProcessGroupGloo.hpp')\")",
     },
     # LibTorch's headers are system headers, as CMake makes them: no warnings from them.
     'cflags_cc': ['-isystem', '<(torch_include)', '-isystem', '<(torch_include)/torch/csrc/api/include'],
@@ -25,6 +27,10 @@
         # TorchConfig.cmake sets no TORCH_CXX_FLAGS for LibTorch 2.13: it is built with the C++11 ABI only.
         'defines': ['_GLIBCXX_USE_CXX11_ABI=1'],
         'cflags_cc': ['-std=gnu++20', '-Wall', '-Wno-unused-parameter'],
+        'conditions': [['distributed==1', {
+          'defines': ['PENNY_DISTRIBUTED', 'USE_C10D_GLOO'],
+          'cflags_cc': ['-isystem', '<(module_root_dir)/native/third_party/gloo'],
+        }]],
         # --no-as-needed as CMake does: libtorch.so's own code is not called, but it loads torch_cuda where there is one.
         'libraries': ['-L<(torch_lib)', '-Wl,--no-as-needed', '-ltorch', '-ltorch_cpu', '-lc10', '-Wl,--as-needed',
                       '-Wl,-rpath,<(torch_lib)'],

@@ -18,6 +18,7 @@
 
 #include "compute.h"
 #include "convert.h"
+#include "distributed.h"
 #include "model.h"
 #include "task.h"
 
@@ -296,6 +297,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #endif
   Task::Setup(env);
   exports.Set("NativeModel", Model::Define(env));
+  defineGroup(env, exports);
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("shutdown", Napi::Function::New<Shutdown>(env, "shutdown"));

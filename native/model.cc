@@ -9,6 +9,9 @@
 
 namespace penny {
 
+// Marks NativeModel objects, so that CoreOf can tell one from any other object (N-API type tags).
+static constexpr napi_type_tag kModelTag = {0x70656e6e795f6d6fULL, 0x64656c5f74616731ULL};
+
 Napi::Function Model::Define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {
@@ -37,6 +40,7 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
   if (dtype != "float32" && dtype != "float64") {
     throw Napi::TypeError::New(env, "options.dtype must be 'float32' or 'float64', got '" + dtype + "'");
   }
+  info.This().As<Napi::Object>().TypeTag(&kModelTag);
   auto& c = *core_;
   c.dtype = dtype == "float64" ? at::kDouble : at::kFloat;
   PENNY_TRY(env, {
@@ -73,6 +77,15 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
         c.params.push_back(at::zeros(shapes[i], options).set_requires_grad(!c.buffer[i]));
     });
   })
+}
+
+std::shared_ptr<Model::Core> Model::CoreOf(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kModelTag)) {
+    throw Napi::TypeError::New(env, std::string(what) + " must be a NativeModel");
+  }
+  auto* m = Napi::ObjectWrap<Model>::Unwrap(v.As<Napi::Object>());
+  m->checkAlive(env);
+  return m->core_;
 }
 
 void Model::checkAlive(Napi::Env env) const {
@@ -158,7 +171,10 @@ static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params, 
   return loss;
 }
 
-// trainStep(pixels, shape, labels, { lr, targets? }) -> Promise<{ loss, logits }>: one AdamW step.
+// trainStep(pixels, shape, labels, { lr, targets?, lossScale? }) -> Promise<{ loss, logits }>: one AdamW step. With a
+// distributed group attached, the gradients are every rank's average, and a rank may bring an empty batch (the last
+// batch of an epoch split over more ranks than it has samples); `lossScale` weighs this rank's mean loss by its share
+// of the global batch (its samples x ranks / the global batch), so that the average is the global batch's mean.
 Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
@@ -167,19 +183,30 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "options.lr must be a number");
   }
   if (!core_->optimizer) throw Napi::Error::New(env, "trainStep: call setOptimizer first");
-  double lr = info[3].As<Napi::Object>().Get("lr").As<Napi::Number>().DoubleValue();
-  targetsArg(info[3].As<Napi::Object>().Get("targets"), batch);
+  auto opts = info[3].As<Napi::Object>();
+  double lr = opts.Get("lr").As<Napi::Number>().DoubleValue();
+  double scale = opts.Get("lossScale").IsNumber() ? opts.Get("lossScale").As<Napi::Number>().DoubleValue() : 1.0;
+  if (batch.x.size(0) == 0 && !core_->sync) throw Napi::TypeError::New(env, "trainStep: an empty batch");
+  targetsArg(opts.Get("targets"), batch);
   auto core = core_;
   auto result = std::make_shared<std::pair<double, at::Tensor>>();
   return Task::Run(
       env,
-      [core, batch, lr, result] {
+      [core, batch, lr, scale, result] {
         auto& opt = *core->optimizer;
-        auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
+        auto sync = core->sync;
+        if (sync) sync->begin();
         opt.zero_grad(true);
-        loss.backward();
+        if (batch.x.size(0) > 0) {
+          auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
+          (scale == 1.0 ? loss : loss * scale).backward();
+          result->first = loss.item<double>();
+        } else {
+          result->first = std::nan("");
+          result->second = at::empty({0});
+        }
+        if (sync) sync->end();
         optim::step(opt, lr);
-        result->first = loss.item<double>();
       },
       [result](Napi::Env env) -> Napi::Value {
         auto o = Napi::Object::New(env);
@@ -375,6 +402,7 @@ void Model::Dispose(const Napi::CallbackInfo& info) {
   PENNY_TRY(info.Env(), {
     compute::run([&] {
       c.optimizer.reset();
+      c.sync.reset();  // its autograd hooks go with the parameters
       c.params.clear();
     });
   })

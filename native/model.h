@@ -13,12 +13,20 @@
 
 namespace penny {
 
+// Set on a model by a distributed group (distributed.h): trainStep calls begin() before its forward and end() after
+// its backward (or in place of both, for a rank with no samples in this batch); end() leaves every trained
+// parameter's gradient averaged over the ranks. Runs on the compute thread.
+struct GradSync {
+  virtual ~GradSync() = default;
+  virtual void begin() = 0;
+  virtual void end() = 0;
+};
+
 class Model : public Napi::ObjectWrap<Model> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit Model(const Napi::CallbackInfo& info);
 
- private:
   struct Core {
     Graph graph;
     std::vector<std::string> names;
@@ -29,8 +37,12 @@ class Model : public Napi::ObjectWrap<Model> {
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;
     bool disposed = false;
+    std::shared_ptr<GradSync> sync;
   };
+  // The model behind a NativeModel object (for distributed.cc); throws a TypeError naming `what` for anything else.
+  static std::shared_ptr<Core> CoreOf(Napi::Env env, const Napi::Value& v, const char* what);
 
+ private:
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   Napi::Value LossAndGrads(const Napi::CallbackInfo& info);

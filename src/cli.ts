@@ -4,8 +4,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE, parseSettings } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { addPredictCommand } from './predict/command.js';
-import { exportCheckpoint, imx500Checkpoint, train } from './train/train.js';
-import { positiveInt } from './util/cli-args.js';
+import { DistributedError, rankFromEnv } from './train/distributed.js';
+import { exportCheckpoint, imx500Checkpoint, train, type TrainOptions } from './train/train.js';
+import { nonNegativeInt, positiveInt } from './util/cli-args.js';
 import { PACKAGE_VERSION } from './version.js';
 
 // sharp decodes on libuv's pool (the native steps run on their own compute thread): room for the loader's batches of
@@ -15,6 +16,7 @@ process.env.UV_THREADPOOL_SIZE ??= '8';
 /** snake_case flags are the original's; kebab-case ones are accepted too. */
 const ALIASES: Record<string, string> = {
   '--config-file': '--config_file', '--data-examples': '--data_examples', '--batch-size': '--batch_size', '--model-key': '--model_key',
+  '--node-rank': '--node_rank', '--master-addr': '--master_addr', '--master-port': '--master_port', '--dist-timeout': '--dist_timeout',
 };
 
 export function normaliseArgv(argv: string[]): string[] {
@@ -42,6 +44,12 @@ export function buildProgram(): Command {
     .option('--set <key=value>', 'override any config key, dotted for nested ones (augment.blur_p=0); repeatable',
       (v: string, all: string[] = []) => [...all, v])
     .option('--overwrite', "replace an earlier run's checkpoints (default: keep them, renamed <model>_<last|best>.<run id>.pt)")
+    .option('--nproc <n>', 'data-parallel: ranks (processes) on this machine, each on its part of every batch', positiveInt('--nproc'))
+    .option('--nnodes <n>', 'data-parallel: machines, each running --nproc ranks', positiveInt('--nnodes'))
+    .option('--node_rank <n>', "this machine's place, 0 ... nnodes - 1 (alias --node-rank)", nonNegativeInt('--node_rank'))
+    .option('--master_addr <host>', "rank 0's machine, which serves the rendezvous (default 127.0.0.1; alias --master-addr)")
+    .option('--master_port <port>', 'its port (default 29500; alias --master-port)', positiveInt('--master_port'))
+    .option('--dist_timeout <s>', 'seconds a rank waits for the others before the run stops (default 1800)', positiveInt('--dist_timeout'))
     .enablePositionalOptions()
     .helpCommand(true)   // `penny-train help predict`: implicit only where the root has no action of its own
     .showHelpAfterError('(penny-train --help shows the usage)')
@@ -51,6 +59,10 @@ Outputs (relative to the working directory):
   output/checkpoints/<model>_last.pt, <model>_best.pt
   output/training_logs/<model>_<YYYYMMDD-HHMMSS>.log
   output/label_maps/<model>_label_map.json
+
+Distributed (data-parallel over LibTorch's c10d, Gloo): --nproc N launches N ranks here; on several machines run the
+  same command on each with --nnodes, --node_rank, --master_addr, --master_port (or under torchrun: RANK, WORLD_SIZE,
+  LOCAL_RANK, MASTER_ADDR, MASTER_PORT). batch_size is the global batch; rank 0 validates and writes every file.
 
 Exit status: 0 done; 1 a fault of penny-train or the machine (a stack trace follows); 2 bad usage, config, data or
   checkpoint, or an output that cannot be written (disk full, read-only, permission); 130 interrupted by Ctrl-C,
@@ -64,7 +76,7 @@ Example (the original's sanity run):
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
         dataExamples: o.data_examples, backend: o.backend, threads: o.threads, overwrite: o.overwrite, signal: controller.signal,
-        set: o.set ? parseSettings(o.set) : undefined,
+        set: o.set ? parseSettings(o.set) : undefined, distributed: distributedOf(o),
       });
     });
   program.command('export')
@@ -104,6 +116,18 @@ Example (the original's sanity run):
   return program;
 }
 
+/** This process as one rank of torchrun's environment, or the ranks to launch from the flags; undefined: one process. */
+function distributedOf(o: Record<string, unknown>): TrainOptions['distributed'] {
+  const timeoutS = o.dist_timeout as number | undefined;
+  const env = rankFromEnv(process.env, timeoutS);
+  if (env) return env;
+  if (o.nproc === undefined && o.nnodes === undefined) return undefined;
+  return {
+    nproc: o.nproc as number | undefined, nnodes: o.nnodes as number | undefined, nodeRank: o.node_rank as number | undefined,
+    masterAddr: o.master_addr as string | undefined, masterPort: o.master_port as number | undefined, timeoutS,
+  };
+}
+
 /**
  * SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd, timeout) stop the run the same way: the current step finishes,
  * _last.pt is written, exit 130 / 143. A second signal quits at once.
@@ -138,6 +162,10 @@ export async function main(argv = process.argv): Promise<number> {
     if (e instanceof UsageError) {
       console.error(`penny-train: ${e.message}`);
       return 2;
+    }
+    if (e instanceof DistributedError) {   // the ranks' own output above says the rest
+      console.error(`penny-train: ${e.message}`);
+      return 1;
     }
     console.error(`penny-train: ${(e as Error).stack ?? e}`);
     return 1;

@@ -67,8 +67,8 @@ export interface CliRun {
 const running = new Set<ChildProcess>();
 afterAll(() => { for (const c of running) c.kill('SIGKILL'); });
 
-/** Runs the CLI from source in `cwd`; resolves with its exit status and output (`child` is there to signal it). */
-export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, limits: { fileSizeKb?: number } = {}): Promise<CliRun> & { child: ChildProcess } {
+/** Runs the CLI from source in `cwd`; resolves with its exit status and output (`child` is there to signal it, `output` to read it meanwhile). */
+export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, limits: { fileSizeKb?: number } = {}): Promise<CliRun> & { child: ChildProcess; output(): string } {
   const argv = ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'src', 'cli.ts'), ...args];
   // a file-size limit (RLIMIT_FSIZE, as `ulimit -f`): writes past it fail with EFBIG, as on a full disk
   const child = limits.fileSizeKb === undefined
@@ -76,13 +76,11 @@ export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv = {},
     : spawn('bash', ['-c', `ulimit -f ${limits.fileSizeKb}; exec "$0" "$@"`, process.execPath, ...argv], { cwd, env: { ...process.env, ...env } });
   running.add(child);
   child.on('close', () => running.delete(child));
-  const done = new Promise<CliRun>((resolve) => {
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-  return Object.assign(done, { child });
+  let stdout = '', stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<CliRun>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  return Object.assign(done, { child, output: () => stdout + stderr });
 }
 
 /** Resolves once `file` exists (polled every `pollMs`), or after 60 s in any case: the caller's assertions then tell. */

@@ -1,4 +1,4 @@
-// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning|predict] [--quick] [--threads N]`.
+// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning|predict|distributed] [--quick] [--threads N]`.
 // Each part prints one aligned table and writes every figure, with the machine it ran on, to
 // bench/results/<part>-<YYYYMMDD-HHMMSS>.json, so numbers from different machines and days can be compared later.
 import fs from 'node:fs';
@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativeInfo } from '../../src/index.js';
+import { runDistributed } from './distributed.js';
 import { runLearning } from './learning.js';
 import { runOnnxPart } from './onnx.js';
 import { runOps } from './ops.js';
@@ -36,6 +37,7 @@ const PARTS: Record<string, ((ctx: BenchContext) => Promise<PartResult>) | null>
   ops: runOps,
   learning: runLearning,
   predict: runPredict,
+  distributed: runDistributed,
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -9,15 +9,25 @@ import { isMainThread } from 'node:worker_threads';
 import { adamGroup, type Graph, type OutputName } from '../model/graph.js';
 import { UsageError } from '../errors.js';
 import { lowerGraph } from '../model/lower.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from './types.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
 
 /** The addon's model: the Backend contract, with trainStep's options as an object. */
-type NativeModel = Omit<Backend, 'kind' | 'trainStep'> & {
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, opts: { lr: number; targets?: Float32Array }): Promise<StepResult>;
-};
+type NativeModel = Omit<Backend, 'kind'>;
+
+/** The addon's c10d process group (native/distributed.cc): one per rank. */
+export interface NativeGroup {
+  connect(): Promise<void>;
+  allreduce(values: Float64Array, op: 'sum' | 'max'): Promise<Float64Array>;
+  barrier(timeoutMs?: number): Promise<void>;
+  broadcast(model: NativeModel): Promise<void>;
+  attach(model: NativeModel, options: { bucketBytes: number; firstBucketBytes: number }): number;
+  publish(key: string, text: string): Promise<void>;
+  fetch(key: string, timeoutMs: number): Promise<string>;
+  close(): void;
+}
 
 export interface TorchValueTensor {
   kind: 'tensor';
@@ -28,6 +38,8 @@ export interface TorchValueTensor {
 
 interface Addon {
   NativeModel: new (graph: object, params: object[], options: { device: string; dtype: DType }) => NativeModel;
+  /** absent where the addon was built against a LibTorch without c10d/Gloo */
+  NativeGroup?: new (options: { rank: number; size: number; masterAddr: string; masterPort: number; timeoutMs: number; ifname?: string }) => NativeGroup;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
   setNumThreads(n: number): void;
   shutdown(): void;
@@ -135,8 +147,14 @@ export class NativeBackend implements Backend {
     return this.m.forward(pixels, shape, output);
   }
 
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array) {
-    return this.m.trainStep(pixels, shape, labels, targets ? { lr, targets } : { lr });
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, step: StepOptions) {
+    return this.m.trainStep(pixels, shape, labels, step);
+  }
+
+  /** rank 0's weights to this rank, then this model's gradients averaged over the group's ranks in every trainStep */
+  async joinGroup(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number> {
+    await group.broadcast(this.m);
+    return group.attach(this.m, options);
   }
 
   lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array) {

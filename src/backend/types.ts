@@ -1,4 +1,5 @@
 // What a tensor backend does for a model. Native (LibTorch) and JS implement the same contract over the same graph.
+import type { NativeGroup } from './native.js';
 import type { OutputName } from '../model/graph.js';
 
 export type Floats = Float32Array | Float64Array;
@@ -25,12 +26,22 @@ export interface StepResult {
   logits: Floats;
 }
 
+export interface StepOptions {
+  lr: number;
+  /** soft labels [batch, classes] in place of the labels' one-hot rows */
+  targets?: Float32Array;
+  /** the mean loss is multiplied by this before backward (a rank's share of a distributed batch; default 1) */
+  lossScale?: number;
+}
+
 export interface Backend {
   readonly kind: 'native' | 'js';
   readonly device: string;
   forward(pixels: Floats, shape: number[], output: OutputName): Promise<Floats>;
   /** the graph's loss (against soft `targets` [batch, classes] when given), backward, one AdamW step at `lr` */
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array): Promise<StepResult>;
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, step: StepOptions): Promise<StepResult>;
+  /** distributed training: rank 0's weights, then gradients averaged over the group (native only; see PennyModel.joinGroup) */
+  joinGroup?(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number>;
   /** the loss and the gradient of every parameter; no step */
   lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
   getParams(names?: string[]): Record<string, Floats>;

@@ -13,6 +13,8 @@ export interface Batch {
   uids: string[];
   /** each image's coin angle as it reaches the model (degrees CCW; NaN where unknown) */
   angles: Float64Array;
+  /** the images of the whole batch across ranks (sharded: this is this rank's part; else the batch itself) */
+  globalSize: number;
 }
 
 export interface BatchOptions {
@@ -27,6 +29,13 @@ export interface BatchOptions {
   startBatch?: number;
   /** decoded images kept across epochs; without one, every image is decoded anew */
   cache?: ImageCache;
+  /** distributed training: this rank's part of every batch (shardRange); the order and draws stay the global ones */
+  shard?: { rank: number; size: number };
+}
+
+/** Rank `rank`'s part [start, end) of a batch of n split over `size` ranks: as even as can be, in rank order. */
+export function shardRange(n: number, rank: number, size: number): [number, number] {
+  return [Math.floor((rank * n) / size), Math.floor(((rank + 1) * n) / size)];
 }
 
 /** Epoch order: a seeded Fisher-Yates shuffle for training, the index order otherwise. */
@@ -45,7 +54,7 @@ export function batchCount(n: number, batchSize: number): number {
   return Math.ceil(n / batchSize);
 }
 
-async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
+async function makeBatch(samples: Sample[], o: BatchOptions, globalSize = samples.length): Promise<Batch> {
   // Start after the consumer has handed the current batch to the model: the augmentation is synchronous JS, and
   // it should run while the (off-thread) step computes, not before that step starts.
   await new Promise(setImmediate);
@@ -67,7 +76,7 @@ async function makeBatch(samples: Sample[], o: BatchOptions): Promise<Batch> {
       throw new Error(`image ${s.file} (UID ${s.uid}): ${(e as Error).message}`);
     }
   }));
-  return { pixels, shape: [samples.length, 3, height, width], labels, uids: samples.map((s) => s.uid), angles };
+  return { pixels, shape: [samples.length, 3, height, width], labels, uids: samples.map((s) => s.uid), angles, globalSize };
 }
 
 /** Batch options of the eval transform: index order, resize + centre crop (validation, test, calibration). */
@@ -87,15 +96,20 @@ export async function* batches(samples: readonly Sample[], o: BatchOptions): Asy
   const order = epochOrder(samples, o.augment !== null, o.seed, o.epoch);
   const total = batchCount(order.length, o.batchSize);
   let next = o.startBatch ?? 0;
-  const slice = (b: number) => order.slice(b * o.batchSize, (b + 1) * o.batchSize);
+  const make = (b: number) => {
+    const all = order.slice(b * o.batchSize, (b + 1) * o.batchSize);
+    if (!o.shard) return makeBatch(all, o);
+    const [start, end] = shardRange(all.length, o.shard.rank, o.shard.size);
+    return makeBatch(all.slice(start, end), o, all.length);
+  };
   if (o.workers === 0) {
-    for (; next < total; next++) yield await makeBatch(slice(next), o);
+    for (; next < total; next++) yield await make(next);
     return;
   }
   const pending: Promise<Batch>[] = [];
   const refill = () => {
     while (pending.length < o.workers && next < total) {
-      const p = makeBatch(slice(next), o);
+      const p = make(next);
       p.catch(() => {});   // surfaced when awaited; avoids an unhandled rejection while it waits in the queue
       pending.push(p);
       next++;

@@ -1,7 +1,9 @@
 // createModel(): a backbone + head as a graph, its parameters initialised from a seed or loaded from pretrained
 // weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
 import { createBackend } from '../backend/index.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../backend/types.js';
+import type { NativeGroup } from '../backend/native.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions, StepResult } from '../backend/types.js';
+import { UsageError } from '../errors.js';
 import { buildBackbone, type ImageSize } from './backbones.js';
 import { numel, parameterCount, type Graph, type HeadSpec, type OutputName } from './graph.js';
 import { initParams } from './init.js';
@@ -87,10 +89,21 @@ export class PennyModel {
    * The graph's loss (cross-entropy, or NLL for a factorised head) on `labels`, backward, one AdamW step at `lr`.
    * `targets` [batch, classes] (soft labels, rows summing to 1) replace the labels' one-hot rows in the loss.
    */
-  trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr, targets }: { lr: number; targets?: Float32Array }): Promise<StepResult> {
+  trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr, targets, lossScale }: StepOptions): Promise<StepResult> {
     if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) throw new TypeError(`lr must be a finite number >= 0, got ${lr}`);
     this.lastLr = lr;
-    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), lr, this.checkTargets(targets, shape));
+    const step: StepOptions = { lr, targets: this.checkTargets(targets, shape) };
+    if (lossScale !== undefined) step.lossScale = lossScale;
+    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), step);
+  }
+
+  /**
+   * Distributed training (src/train/distributed.ts): takes rank 0's weights, then averages this model's gradients
+   * over the group in every trainStep. The native backend only.
+   */
+  joinGroup(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number> {
+    if (!this.impl.joinGroup) throw new UsageError(`distributed training runs on the native backend, not on ${this.impl.kind}`);
+    return this.impl.joinGroup(group, options);
   }
 
   /** The loss and every parameter's gradient, without a step. */

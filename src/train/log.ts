@@ -34,12 +34,18 @@ export class RunLog {
   private barShown = false;
   private lastPlain = performance.now();
 
-  /** `plainEverySeconds`: how often a run without a terminal prints a progress line */
+  /** `plainEverySeconds`: how often a run without a terminal prints a progress line; file '': no file (silent) */
   constructor(readonly file: string, private readonly quiet = false, private readonly plainEverySeconds = PLAIN_PROGRESS_SECONDS) {
+    if (!file) return;
     this.write(() => {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, '');
     });
+  }
+
+  /** A log that writes nothing anywhere: the ranks of a distributed run other than rank 0, which logs for all. */
+  static silent(): RunLog {
+    return new RunLog('', true);
   }
 
   /** A log line that cannot be written (disk full) stops the run with a WriteError naming the log. */
@@ -53,6 +59,7 @@ export class RunLog {
 
   /** to the log file only, each line stamped with the local time */
   record(text: string): void {
+    if (!this.file) return;
     const at = localTime();
     this.write(() => fs.appendFileSync(this.file, text.split('\n').map((l) => `${at} ${l}\n`).join('')));
   }
@@ -65,7 +72,7 @@ export class RunLog {
 
   warn(line: string): void {
     this.clearBar();
-    console.warn(line);
+    if (this.file || !this.quiet) console.warn(line);
     this.record(line);
   }
 

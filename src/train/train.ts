@@ -18,7 +18,7 @@ import { convertForImx500, imx500Python, imx500Status, type Imx500Conversion } f
 import { MIN_CALIBRATION_SAMPLES } from '../export/int8.js';
 import { top1Agreement } from '../export/parity.js';
 import { buildBackbone, getBackbone } from '../model/backbones.js';
-import { parameterCount, type HeadSpec } from '../model/graph.js';
+import { parameterCount, type Graph, type HeadSpec } from '../model/graph.js';
 import { createModel, type PennyModel } from '../model/model.js';
 import { learnRoiLocator, type RoiTemplate } from '../predict/locate.js';
 import { RunRecord } from '../report/record.js';
@@ -32,6 +32,8 @@ import { resolvePretrained } from './pretrained.js';
 import { lrAt, type Schedule } from './schedule.js';
 import { softTargets } from './targets.js';
 import { checkTrainingMemory } from './resources.js';
+import { checkDistributable, published, RankGroup, rankInfo, resultOf, worldOf, type DistributedOptions } from './distributed.js';
+import { launchRanks } from './launch.js';
 import { checkWritable, cleanStaleTemps, writeFileAtomicSync } from '../util/atomic.js';
 
 export type { Metrics } from './metrics.js';
@@ -59,6 +61,12 @@ export interface TrainOptions {
   quiet?: boolean;
   /** a fresh run replaces an earlier run's _last.pt / _best.pt instead of keeping them under their run id */
   overwrite?: boolean;
+  /**
+   * Data-parallel training over several processes (src/train/distributed.ts): `{ nproc: 2 }` launches 2 ranks on this
+   * machine and resolves with the run's result; with `rank` and `worldSize` (or torchrun's environment, in the CLI)
+   * this process is that one rank of a run, and every rank resolves with rank 0's result.
+   */
+  distributed?: DistributedOptions & { rank?: number; worldSize?: number; localRank?: number };
 }
 
 export interface EpochReport {
@@ -199,6 +207,16 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   const labelMap = labelMapOf(key);
   const numClasses = Object.keys(labelMap).length;
   // Everything the user can get wrong is checked before the first output file is created.
+  const dist = options.distributed;
+  const rank = dist?.rank !== undefined ? rankInfo(dist) : undefined;
+  if (dist && !rank) {
+    const world = worldOf(dist);
+    if (world.nproc * world.nnodes > 1) {
+      checkDistributable(cfg, world.nproc * world.nnodes);
+      return launchRanks(modelKey, options, world);
+    }
+  }
+  if (rank && rank.worldSize > 1) checkDistributable(cfg, rank.worldSize);
   checkDeviceOf(cfg);
   const graph = buildBackbone(cfg.backbone, numClasses, cfg.img_size, headOf(cfg));
   if ((cfg.device ?? 'cpu') === 'cpu') checkTrainingMemory(graph, cfg.batch_size, cfg.img_size);
@@ -210,18 +228,31 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   const index = await buildIndex(cfg);
   if (resume) checkPosition(resume, index, cfg, options.resume!);
   throwIfAborted(options.signal);
-  prepareOutputs(cfg);
+  // a distributed run: every rank joins before any writes, so that the others never start on a run rank 0 refused
+  const group = rank && rank.worldSize > 1 ? await RankGroup.join(rank) : undefined;
+  try {
+    return await runAs(group, cfg, key, labelMap, numClasses, graph, resume, index, options, began);
+  } finally {
+    group?.close();
+  }
+}
 
+/** The run of one process: all of it, or one rank's part of a distributed run (rank 0 writes every file). */
+async function runAs(group: RankGroup | undefined, cfg: TrainingConfig, key: ModelKey, labelMap: Record<string, string>, numClasses: number,
+  graph: Graph, resume: Checkpoint | null, index: DatasetIndex, options: TrainOptions, began: number): Promise<TrainResult> {
+  const leader = !group || group.leader;
+  if (leader) prepareOutputs(cfg);
   const stamp = timestamp();
-  const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
+  const log = leader ? new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet) : RunLog.silent();
   log.info(bannerLine(cfg, parameterCount(graph)));
+  if (group) log.info(`Distributed: ${group.size} ranks (rendezvous ${group.describe}), batch ${cfg.batch_size} split over them`);
   log.record(`versions: penny-train ${PACKAGE_VERSION}, node ${process.version}, LibTorch ${nativeInfo().torchVersion}\n` +
     `resolved config (${options.configFile ?? DEFAULT_CONFIG_FILE}${options.set ? ', --set' : ''}):\n${yaml.dump({ [key]: cfg }, { lineWidth: 120 }).trimEnd()}`);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
   log.info(`Plan: ${cfg.num_epochs} epochs of ${batchCount(index.train.length, cfg.batch_size)} steps (batch ${cfg.batch_size}), ` +
     `lr ${cfg.lr} (warmup ${cfg.lr_warmup_epochs} epoch${cfg.lr_warmup_epochs === 1 ? '' : 's'}, cosine to ${cfg.lr_scheduler_eta_min}), best by ${cfg.select_best_by}`);
   for (const w of index.warnings) log.warn(`data: ${w}`);
-  if (!resume) await keepEarlierRun(key, log, options.overwrite ?? false);
+  if (!resume && leader) await keepEarlierRun(key, log, options.overwrite ?? false);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
   if (!resume && !pretrained.weights) {
     log.warn(`WARNING: no pretrained weights for ${cfg.backbone} (${'reason' in pretrained ? pretrained.reason : ''}). ` +
@@ -240,7 +271,11 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
       model.setState({ params: resume.params, optimizer: resume.optimizer });
       log.info(`Resumed from ${options.resume}: epoch ${resume.position.epoch}${resume.position.batch ? `, batch ${resume.position.batch}` : ''}, best val F1 ${resume.bestValF1.toFixed(4)}`);
     }
-    const result = await run(model, cfg, index, log, labelMap, stamp, resume, pretrained.weights ?? null, options);
+    if (group) {
+      const buckets = await group.share(model);
+      log.info(`Distributed: rank 0's weights on every rank; gradients averaged in ${buckets} bucket${buckets === 1 ? '' : 's'} per step`);
+    }
+    const result = await run(model, cfg, index, log, labelMap, stamp, resume, pretrained.weights ?? null, options, group);
     log.info(`Total time: ${clock((performance.now() - began) / 1000)}`);
     return result;
   } catch (e) {
@@ -307,8 +342,12 @@ const WORST_SHOWN = 16;
 const COLLAPSE_EPOCHS = 3;
 
 async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, log: RunLog, labelMap: Record<string, string>,
-  stamp: string, resume: Checkpoint | null, pretrained: string | null, options: TrainOptions): Promise<TrainResult> {
+  stamp: string, resume: Checkpoint | null, pretrained: string | null, options: TrainOptions, group?: RankGroup): Promise<TrainResult> {
   const key = cfg.model_type;
+  const leader = !group || group.leader;
+  /** a stop asked for here (a signal) or, in a distributed run, on any rank: all ranks stop after the same step */
+  const stopping = async () => (group ? group.anyStop(!!options.signal?.aborted) : !!options.signal?.aborted);
+  const stopped = () => new InterruptedError(leader ? last : undefined, options.signal?.reason ?? 'SIGTERM');
   const spec = imageSpec(cfg);
   const stepsPerEpoch = batchCount(index.train.length, cfg.batch_size);
   const schedule: Schedule = {
@@ -344,20 +383,23 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     let seen = 0;
     for await (const b of batches(index.train, {
       batchSize: cfg.batch_size, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, startBatch: pos.batch, cache,
+      shard: group && { rank: group.rank, size: group.size },
     })) {
-      if (options.signal?.aborted) {
+      if (await stopping()) {
         log.clearBar();
-        await save(last, pos, tally.toJSON());
-        throwIfAborted(options.signal, last);
+        if (leader) await save(last, pos, tally.toJSON());
+        throw stopped();
       }
       lr = lrAt(pos.step, schedule);
       const targets = cfg.label_smoothing_bins > 0 ? softTargets(key, b.labels, b.angles, model.numClasses, cfg.label_smoothing_bins) : undefined;
-      const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr, targets });
-      tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
+      // distributed: this rank's mean loss weighed by its share of the batch, so that the ranks' average is the batch's mean
+      const lossScale = group ? (b.labels.length * group.size) / b.globalSize : undefined;
+      const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr, targets, lossScale });
+      if (b.labels.length) tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
       pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
-      seen += b.labels.length;
+      seen += b.globalSize;
       // mid-epoch _last.pt: a kill -9 loses at most this many steps (epoch ends are saved below)
-      if (cfg.checkpoint_every_steps && pos.step % cfg.checkpoint_every_steps === 0 && pos.batch < stepsPerEpoch) {
+      if (leader && cfg.checkpoint_every_steps && pos.step % cfg.checkpoint_every_steps === 0 && pos.batch < stepsPerEpoch) {
         await save(last, pos, tally.toJSON());
       }
       const elapsed = (performance.now() - started) / 1000;
@@ -368,6 +410,12 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       });
     }
     log.clearBar();
+    pos = { epoch: epoch + 1, batch: 0, step: pos.step };
+    if (!leader) {   // rank 0 validates and writes the checkpoints meanwhile
+      await group!.barrier(`epoch ${epoch + 1}: waiting for rank 0's validation`);
+      if (await stopping()) throw stopped();
+      continue;
+    }
     const imgPerSec = seen / ((performance.now() - started) / 1000);
     const mistakes = new WorstMistakes(WORST_SHOWN, model.numClasses);
     const valTally = await evaluate(model, index.val, evalOpts, key, mistakes);
@@ -383,7 +431,6 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       log.warn(`WARNING: for ${COLLAPSE_EPOCHS} epochs running, every validation image was predicted as '${labelMap[String(predicted[0])]}': ` +
         'the model has collapsed to one class. A lower lr, a longer warmup or more data usually help.');
     }
-    pos = { epoch: epoch + 1, batch: 0, step: pos.step };
     const score = scoreOf(val, cfg.select_best_by);
     const isBest = score > bestScore;
     if (isBest) {
@@ -398,72 +445,77 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       epoch: epoch + 1, train_loss: tally.loss, train_acc: tally.acc, val_loss: val.loss, val_acc: val.acc, val_f1: val.f1Macro,
       val_angle_mae: val.angleMae, val_acc_within1: val.accWithin1, lr, seconds, img_per_s: imgPerSec, best: isBest,
     });
-    throwIfAborted(options.signal, last);
+    if (group) await group.barrier(`epoch ${epoch + 1}: rank 0's validation`);
+    if (await stopping()) throw stopped();
     await options.onEpoch?.({
       epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
       valAcc: val.acc, valF1: val.f1Macro, valAngleMae: val.angleMae, valAccWithin1: val.accWithin1, lr, seconds, best: isBest,
     });
   }
+  if (group && !leader) return resultOf(await group.outcome<TrainResult>());
+  return group ? published(group, () => testAndExport()) : testAndExport();
 
-  // Test on the best weights.
-  throwIfAborted(options.signal, last);
-  const bestState = fs.existsSync(best) ? await loadCheckpoint(best) : null;
-  if (bestState && bestState.runId !== runId) {
-    log.warn(`WARNING: ${best} was written by another run (${bestState.runId || 'one without a run id'}), not this one (${runId}): ` +
-      'testing and exporting this run\'s last weights instead');
-  } else if (bestState) {
-    checkParamsFit(best, bestState.params, model.graph.params);
-    model.setParams(bestState.params);
-  }
-  const weights = bestState?.runId === runId ? 'best' : 'last';
-  const testTally = await evaluate(model, index.test, evalOpts, key);
-  const test = testTally.metrics();
-  log.info(`Test (${weights} weights): ${metricsText(test)} on ${testTally.count} images`);
-
-  const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
-  writeFileAtomicSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
-
-  throwIfAborted(options.signal, last);
-  const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
-  let sony: Imx500Result | undefined;
-  if (cfg.imx500_compatible) {
-    const status = imx500Status();
-    if (onnx.imx500 && !onnx.imx500.fits) {
-      log.info(`IMX500: Sony's toolchain not run: penny-train's own check says the model cannot fit (${onnx.imx500.statement})`);
-    } else if (status === 'ready') {
-      throwIfAborted(options.signal, last);
-      sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: weights === 'best' ? best : last, index,
-        calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) });
-    } else {
-      log.info(`IMX500: Sony's toolchain ${status === 'off' ? 'is switched off (PENNY_IMX500=off)' : 'is not set up'}, so only penny-train's own check above ran; ` +
-        '`npm run setup:imx500` adds it (and `penny-train imx500 --checkpoint ...` runs it on a checkpoint)');
+  /** Rank 0's end of the run (the only one of a single process): test on the best weights, export, the run record. */
+  async function testAndExport(): Promise<TrainResult> {
+    throwIfAborted(options.signal, last);
+    const bestState = fs.existsSync(best) ? await loadCheckpoint(best) : null;
+    if (bestState && bestState.runId !== runId) {
+      log.warn(`WARNING: ${best} was written by another run (${bestState.runId || 'one without a run id'}), not this one (${runId}): ` +
+        'testing and exporting this run\'s last weights instead');
+    } else if (bestState) {
+      checkParamsFit(best, bestState.params, model.graph.params);
+      model.setParams(bestState.params);
     }
+    const weights = bestState?.runId === runId ? 'best' : 'last';
+    const testTally = await evaluate(model, index.test, evalOpts, key);
+    const test = testTally.metrics();
+    log.info(`Test (${weights} weights): ${metricsText(test)} on ${testTally.count} images`);
+
+    const labelFile = path.join('output', 'label_maps', `${key}_label_map.json`);
+    writeFileAtomicSync(labelFile, JSON.stringify(labelMap, null, 2) + '\n');
+
+    throwIfAborted(options.signal, last);
+    const onnx = await exportModels({ model, cfg, index, labelMap, stamp, pretrained, log, cache, signal: options.signal, saved: last });
+    let sony: Imx500Result | undefined;
+    if (cfg.imx500_compatible) {
+      const status = imx500Status();
+      if (onnx.imx500 && !onnx.imx500.fits) {
+        log.info(`IMX500: Sony's toolchain not run: penny-train's own check says the model cannot fit (${onnx.imx500.statement})`);
+      } else if (status === 'ready') {
+        throwIfAborted(options.signal, last);
+        sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: weights === 'best' ? best : last, index,
+          calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) });
+      } else {
+        log.info(`IMX500: Sony's toolchain ${status === 'off' ? 'is switched off (PENNY_IMX500=off)' : 'is not set up'}, so only penny-train's own check above ran; ` +
+          '`npm run setup:imx500` adds it (and `penny-train imx500 --checkpoint ...` runs it on a checkpoint)');
+      }
+    }
+    const files = { last_checkpoint: last, best_checkpoint: best, log: log.file, label_map: labelFile, onnx_fp32: onnx.fp32, onnx_int8: onnx.int8,
+      imx500: sony?.dir };
+    const written = await record.finish({
+      runId, startedAt, versions: { 'penny-train': PACKAGE_VERSION, node: process.version, libtorch: nativeInfo().torchVersion },
+      device: deviceOf(cfg), data: { train: index.train.length, val: index.val.length, test: index.test.length },
+      ...(resume && { resumedFrom: { checkpoint: options.resume!, epoch: resume.position.epoch } }),
+      test: { weights, images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
+        ...(key === 'orientation' && { angleErrors: testTally.angleErrors() }) },
+      mistakes: bestMistakes, export: onnx, files, ...(sony && { imx500: sony }),
+    });
+    const report = written[written.length - 1];
+    log.info(`Run record: ${record.dir}/ (config.yaml, metrics.csv, results.json, ${written.filter((f) => f.endsWith('.png')).length} plots); ` +
+      `open ${report}`);
+    log.info(['Files written:', ...Object.values(files).filter((f): f is string => !!f && fs.existsSync(f)), ...[
+      'config.yaml', 'metrics.csv'].map((f) => record.file(f)), ...written].map((f, i) => (i ? `  ${f}` : f)).join('\n'));
+    return {
+      bestValF1,
+      test,
+      checkpoints: { last, best },
+      onnx: { fp32: onnx.fp32, int8: onnx.int8 },
+      int8VsFp32: onnx.int8VsFp32,
+      labelMap,
+      log: log.file,
+      run: record.dir,
+    };
   }
-  const files = { last_checkpoint: last, best_checkpoint: best, log: log.file, label_map: labelFile, onnx_fp32: onnx.fp32, onnx_int8: onnx.int8,
-    imx500: sony?.dir };
-  const written = await record.finish({
-    runId, startedAt, versions: { 'penny-train': PACKAGE_VERSION, node: process.version, libtorch: nativeInfo().torchVersion },
-    device: deviceOf(cfg), data: { train: index.train.length, val: index.val.length, test: index.test.length },
-    ...(resume && { resumedFrom: { checkpoint: options.resume!, epoch: resume.position.epoch } }),
-    test: { weights, images: testTally.count, metrics: test, confusion: testTally.confusion(model.numClasses),
-      ...(key === 'orientation' && { angleErrors: testTally.angleErrors() }) },
-    mistakes: bestMistakes, export: onnx, files, ...(sony && { imx500: sony }),
-  });
-  const report = written[written.length - 1];
-  log.info(`Run record: ${record.dir}/ (config.yaml, metrics.csv, results.json, ${written.filter((f) => f.endsWith('.png')).length} plots); ` +
-    `open ${report}`);
-  log.info(['Files written:', ...Object.values(files).filter((f): f is string => !!f && fs.existsSync(f)), ...[
-    'config.yaml', 'metrics.csv'].map((f) => record.file(f)), ...written].map((f, i) => (i ? `  ${f}` : f)).join('\n'));
-  return {
-    bestValF1,
-    test,
-    checkpoints: { last, best },
-    onnx: { fp32: onnx.fp32, int8: onnx.int8 },
-    int8VsFp32: onnx.int8VsFp32,
-    labelMap,
-    log: log.file,
-    run: record.dir,
-  };
 }
 
 export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 'batchSize' | 'onEpoch' | 'overwrite' | 'set'> {

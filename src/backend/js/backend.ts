@@ -3,7 +3,7 @@
 // native build (slow: one thread, no SIMD).
 import { UsageError } from '../../errors.js';
 import { adamGroup, type Graph, type OutputName } from '../../model/graph.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepResult } from '../types.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions, StepResult } from '../types.js';
 import { AdamW } from './adamw.js';
 import { Interpreter } from './interpreter.js';
 import { lossAndGrad } from './loss.js';
@@ -54,12 +54,13 @@ export class JsBackend implements Backend {
     return out.data.slice();
   }
 
-  async trainStep(pixels: Floats, shape: number[], labels: Int32Array, lr: number, targets?: Float32Array): Promise<StepResult> {
+  async trainStep(pixels: Floats, shape: number[], labels: Int32Array, { lr, targets, lossScale = 1 }: StepOptions): Promise<StepResult> {
     this.checkAlive();
     if (typeof lr !== 'number' || !Number.isFinite(lr)) throw new TypeError('options.lr must be a number');
     const optimizer = this.optimizer;
     if (!optimizer) throw new Error('trainStep: call setOptimizer first');
     const { loss, logits, grads } = this.backward(pixels, shape, labels, targets);
+    if (lossScale !== 1) for (const g of grads) if (g) for (let i = 0; i < g.length; i++) g[i] *= lossScale;
     optimizer.step(this.params.map((p) => p.data), grads, lr);
     return { loss, logits };
   }
