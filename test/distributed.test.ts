@@ -84,6 +84,36 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
     expect(r.stderr).toMatch(new RegExp(`rank 1 \\(pid ${killed}\\) was killed by SIGKILL`));
   }, 240_000);
 
+  it('ends the run when a rank hangs, naming it, within the timeout and the grace period', async () => {
+    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
+    const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
+      '--master_port', String(await freePort()), '--dist_timeout', '8'], run.cwd);
+    const started = Date.now();
+    while (!/gradients averaged/.test(cli.output()) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 200));
+    const hung = childWithRank(cli.child.pid!, 1)!;
+    process.kill(hung, 'SIGSTOP');
+    const t0 = Date.now();
+    const r = await cli;
+    expect(Date.now() - t0).toBeLessThan(8_000 + 10_000 + 7_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`rank 1 \\(pid ${hung}\\) did not answer within 8 s`));
+  }, 180_000);
+
+  it('stops every rank on Ctrl-C after the same step: rank 0 writes _last.pt, exit 130', async () => {
+    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
+    const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
+      '--master_port', String(await freePort()), '--dist_timeout', '30'], run.cwd);
+    const started = Date.now();
+    while (!/Epoch 1\/50 Summary/.test(cli.output()) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 200));
+    cli.child.kill('SIGINT');
+    const r = await cli;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/interrupted; state saved to output\/checkpoints\/side_last\.pt/);
+    const last = await stateOf(path.join(run.cwd, 'output/checkpoints/side_last.pt'));
+    expect(last.scheduler_state.last_step).toBeGreaterThan(0);
+    expect(r.stderr).not.toMatch(/rank 1.*(Error|error)/);
+  }, 180_000);
+
   it('refuses a master port in use with a message that says so (exit 2)', async () => {
     const run = scratchRun(quick);
     const busy = net.createServer();

@@ -77,8 +77,13 @@ export async function launchRanks(modelKey: string, options: TrainOptions, world
   let reaper: NodeJS.Timeout | undefined;
   await Promise.all(ranks.map(async (r) => {
     const { code, signal: sig } = await r.exited;
-    if ((code === 0 && r.result) || first) return;
+    if ((code === 0 && r.result) || first || signal?.aborted) return;   // a stop: every rank ends on its own
     first = { rank: r, how: sig ? `was killed by ${sig}` : `exited with status ${code}` };
+    // a rank that gave up waiting while another still runs: that one hangs (a rank on another machine cannot be named)
+    const silent = ranks.find((o) => o !== r && o.child.exitCode === null && o.child.signalCode === null);
+    if (r.error?.name === 'DistributedError' && silent) {
+      first = { rank: silent, how: `did not answer within ${world.timeoutS} s (rank ${r.rank} gave up waiting for it)` };
+    }
     for (const o of ranks) if (o !== r && o.child.exitCode === null) o.child.kill('SIGTERM');
     reaper = setTimeout(() => ranks.forEach((o) => o.child.kill('SIGKILL')), KILL_GRACE_MS);
   }));
@@ -92,7 +97,7 @@ export async function launchRanks(modelKey: string, options: TrainOptions, world
     throw new InterruptedError(stopped?.error?.checkpoint, signal.reason);
   }
   const cause = first?.rank ?? ranks[0];
-  const e = cause.error;
+  const e = cause.error ?? first?.rank.error;
   if (e?.exitCode === 2) throw new UsageError(`rank ${cause.rank}: ${e.message}`);
   throw new DistributedError(`rank ${cause.rank} (pid ${cause.child.pid}) ${first?.how ?? 'ended without a result'}${e ? `: ${e.message}` : ''}; the run stopped`);
 }
