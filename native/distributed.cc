@@ -3,6 +3,7 @@
 #include "model.h"
 
 #ifdef PENNY_DISTRIBUTED
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -157,6 +158,27 @@ class BucketSync : public GradSync, public std::enable_shared_from_this<BucketSy
   std::vector<std::pair<size_t, size_t>> where_;  // parameter -> (bucket, slot); SIZE_MAX: a buffer
   size_t next_ = 0;
   bool active_ = false;
+};
+
+// A sum over the ranks that autograd can go through: its backward sums the gradient over the ranks too (sync_bn's
+// statistics: every rank's loss depends on every rank's sums).
+at::Tensor summed(const at::Tensor& x, c10d::ProcessGroupGloo& gloo) {
+  std::vector<at::Tensor> t{x.detach().clone().contiguous()};
+  gloo.allreduce(t)->wait();
+  return t[0];
+}
+
+struct SumOverRanks : torch::autograd::Function<SumOverRanks> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo) {
+    ctx->saved_data["gloo"] = c10::IValue::make_capsule(gloo);
+    return summed(x, *gloo);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto gloo = c10::static_intrusive_pointer_cast<c10d::ProcessGroupGloo>(ctx->saved_data["gloo"].toCapsule());
+    return {summed(grads[0], *gloo), at::Tensor()};
+  }
 };
 
 bool isLoopback(const std::string& host) { return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1"; }
@@ -325,8 +347,8 @@ class Group : public Napi::ObjectWrap<Group> {
         [out](Napi::Env env) { return Napi::String::New(env, *out); }, {info.This()});
   }
 
-  // attach(model, { bucketBytes, firstBucketBytes }) -> the number of buckets: from now on the model's trainStep
-  // averages its gradients over the ranks.
+  // attach(model, { bucketBytes, firstBucketBytes, syncBn }) -> the number of buckets: from now on the model's
+  // trainStep averages its gradients over the ranks (and with syncBn, batch norm uses the whole batch's statistics).
   Napi::Value Attach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     checkConnected(env);
@@ -337,6 +359,10 @@ class Group : public Napi::ObjectWrap<Group> {
     };
     auto sync =
         std::make_shared<BucketSync>(comm_, core, bytes("bucketBytes", 25 << 20), bytes("firstBucketBytes", 1 << 20));
+    if (o.Get("syncBn").ToBoolean()) {
+      auto gloo = comm_->gloo;
+      sync->syncBn = [gloo](const at::Tensor& x) { return SumOverRanks::apply(x, gloo); };
+    }
     PENNY_TRY(env, {
       compute::run([&] {
         if (auto old = std::dynamic_pointer_cast<BucketSync>(core->sync)) old->uninstall();

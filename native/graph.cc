@@ -92,7 +92,34 @@ static at::Tensor patchify(const at::Tensor& x, const at::Tensor& w, const at::T
   return at::linear(patches, w.view({Cout, Cin * P * P}), bias).view({B, h, wd, Cout}).permute({0, 3, 1, 2});
 }
 
-static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, bool training) {
+// Batch norm over the whole batch of a distributed run (sync_bn), as one process holding it computes it: every rank's
+// per-channel sums, sums of squares and counts added up (CrossRankSum), the biased variance normalising, the unbiased
+// one in the running statistics (as at::batch_norm). Autograd takes the gradient through the sums, whose backward
+// sums over the ranks as well.
+static at::Tensor syncBatchNorm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                                const at::Tensor& runMean, const at::Tensor& runVar, double momentum, double eps,
+                                const CrossRankSum& sum) {
+  const int64_t C = x.size(1);
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);
+  auto count = at::full({1}, static_cast<double>(x.numel() / C), x.options());
+  auto stats = sum(at::cat({x.sum(dims), (x * x).sum(dims), count}));
+  auto n = stats[2 * C];
+  auto mean = stats.narrow(0, 0, C) / n;
+  auto var = stats.narrow(0, C, C) / n - mean * mean;
+  {
+    at::NoGradGuard guard;
+    double m = n.item<double>();
+    runMean.mul_(1 - momentum).add_(mean.detach(), momentum);
+    runVar.mul_(1 - momentum).add_(var.detach() * (m / std::max(1.0, m - 1)), momentum);
+  }
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[1] = C;
+  return (x - mean.view(shape)) * (at::rsqrt(var + eps) * w).view(shape) + b.view(shape);
+}
+
+static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, bool training,
+                            const CrossRankSum* syncBn) {
   const auto& x = s[n.inputs[0]];
   switch (n.op) {
     case Op::Conv2d: {
@@ -107,6 +134,10 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], attrs<Op::LayerNorm>(n).eps);
     case Op::BatchNorm: {
       const auto a = attrs<Op::BatchNorm>(n);
+      if (training && syncBn) {
+        return syncBatchNorm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], a.momentum, a.eps,
+                             *syncBn);
+      }
       return at::batch_norm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], training, a.momentum,
                             a.eps, /*cudnn_enabled=*/true);
     }
@@ -168,13 +199,13 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
 }
 
 at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot,
-                    bool training) {
+                    bool training, const CrossRankSum* syncBn) {
   std::vector<at::Tensor> slots(g.numSlots);
   for (int i = 0; i < g.numParams; i++) slots[i] = params[i];
   slots[g.inputSlot] = input;
   if (outputSlot < g.numParams || outputSlot == g.inputSlot) return slots[outputSlot];
   for (const auto& n : g.nodes) {
-    slots[n.output] = applyNode(n, slots, training);
+    slots[n.output] = applyNode(n, slots, training, syncBn);
     if (n.output == outputSlot) return slots[n.output];
     for (int r : n.release) slots[r].reset();
   }

@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,9 +34,13 @@ struct Graph {
 
 Graph parseGraph(const Napi::Object& lowered);
 
+// A tensor summed over the ranks of a distributed run, differentiably (its gradient is summed over them too).
+using CrossRankSum = std::function<at::Tensor(const at::Tensor&)>;
+
 // Runs the nodes up to the one that produces `outputSlot` and returns that value.
-// training: batch norm normalises with the batch's statistics and updates its running ones.
+// training: batch norm normalises with the batch's statistics and updates its running ones; with `syncBn` (sync_bn
+// in a distributed run) those statistics are the whole batch's, over every rank.
 at::Tensor runGraph(const Graph& g, const std::vector<at::Tensor>& params, const at::Tensor& input, int outputSlot,
-                    bool training);
+                    bool training, const CrossRankSum* syncBn = nullptr);
 
 }  // namespace penny

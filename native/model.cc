@@ -162,8 +162,8 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
 // The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread:
 // cross-entropy of the logits, or NLL when they are log-probabilities already; against soft targets when given.
 static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params, const Batch& b, at::Device device,
-                         at::Tensor* logitsOut) {
-  auto logits = runGraph(g, params, b.x.to(device), g.outputs.at("logits"), /*training=*/true);
+                         at::Tensor* logitsOut, const CrossRankSum* syncBn = nullptr) {
+  auto logits = runGraph(g, params, b.x.to(device), g.outputs.at("logits"), /*training=*/true, syncBn);
   auto logp = g.logitsAreLogProbs ? logits : at::log_softmax(logits, 1);
   auto loss = b.targets.defined() ? -(b.targets.to(device, logits.scalar_type()) * logp).sum(1).mean()
                                   : at::nll_loss(logp, b.y.to(device, at::kLong));
@@ -195,13 +195,22 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
       [core, batch, lr, scale, result] {
         auto& opt = *core->optimizer;
         auto sync = core->sync;
+        const CrossRankSum* syncBn = sync && sync->syncBn ? &sync->syncBn : nullptr;
         if (sync) sync->begin();
         opt.zero_grad(true);
         if (batch.x.size(0) > 0) {
-          auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second);
+          auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second, syncBn);
           (scale == 1.0 ? loss : loss * scale).backward();
           result->first = loss.item<double>();
         } else {
+          // an empty part of the batch: with sync_bn it still joins batch norm's sums, forward and backward, adding 0
+          if (syncBn) {
+            (runGraph(core->graph, core->params, batch.x.to(core->device), core->graph.outputs.at("logits"), true,
+                      syncBn)
+                 .sum() *
+             0)
+                .backward();
+          }
           result->first = std::nan("");
           result->second = at::empty({0});
         }

@@ -20,6 +20,8 @@ struct GradSync {
   virtual ~GradSync() = default;
   virtual void begin() = 0;
   virtual void end() = 0;
+  // sync_bn: batch norm's statistics summed over the ranks in trainStep's forward; empty: each rank's own
+  CrossRankSum syncBn;
 };
 
 class Model : public Napi::ObjectWrap<Model> {

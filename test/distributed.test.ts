@@ -63,6 +63,35 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
     expect((await stateOf(path.join(two.cwd, resumed.checkpoints.last))).epoch).toBe(2);
   }, 300_000);
 
+  it('with sync_bn, batch norm over both ranks gives one process\'s weights and running statistics; without, each rank\'s own', async () => {
+    const cnn = (y: string) => quick(y).replaceAll('backbone: clip_vit_tiny', 'backbone: cnn_small');
+    const opts = { dataExamples: true, batchSize: 8, epochs: 1, quiet: true } as const;
+    const one = scratchRun(cnn);
+    process.chdir(one.cwd);
+    const a = (await stateOf(path.join(one.cwd, (await train('side', { ...opts, configFile: one.config })).checkpoints.last))).model_state;
+    const worst = async (syncBn: boolean) => {
+      const two = scratchRun(cnn);
+      process.chdir(two.cwd);
+      const r = await train('side', { ...opts, configFile: two.config, set: { sync_bn: syncBn }, distributed: { nproc: 2, masterPort: await freePort() } });
+      const b = (await stateOf(path.join(two.cwd, r.checkpoints.last))).model_state;
+      return Math.max(...Object.keys(a).map((k) => maxAbsDiff(a[k].data, b[k].data)));
+    };
+    expect(await worst(true)).toBeLessThanOrEqual(1e-5);   // measured 4.8e-7 (running_var)
+    expect(await worst(false)).toBeGreaterThan(1e-2);       // measured 0.2: half-batch statistics
+  }, 300_000);
+
+  it("joins ranks started apart, as torchrun or another machine starts them (RANK, WORLD_SIZE, MASTER_PORT)", async () => {
+    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 1'));
+    const env = { WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(await freePort()) };
+    const args = ['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--threads', '1'];
+    const [r0, r1] = await Promise.all([runCli(args, run.cwd, { ...env, RANK: '0', LOCAL_RANK: '0' }), runCli(args, run.cwd, { ...env, RANK: '1', LOCAL_RANK: '1' })]);
+    expect([r0.code, r1.code]).toEqual([0, 0]);
+    expect(r0.stdout).toMatch(/Distributed: 2 ranks \(rendezvous 127\.0\.0\.1:\d+, Gloo/);
+    expect(r0.stdout).toMatch(/Files written:/);
+    expect(r1.stdout).toBe('');   // rank 1 trains its part and writes nothing
+    expect(fs.readdirSync(path.join(run.cwd, 'output', 'training_logs'))).toHaveLength(1);
+  }, 180_000);
+
   it('ends the run when a rank is killed, naming the rank, within the timeout', async () => {
     const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
     const started = Date.now();

@@ -17,13 +17,20 @@ const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
 /** The addon's model: the Backend contract, with trainStep's options as an object. */
 type NativeModel = Omit<Backend, 'kind'>;
 
+/** How a model joins a group: its gradient buckets' sizes, and sync_bn. */
+export interface GroupOptions {
+  bucketBytes: number;
+  firstBucketBytes: number;
+  syncBn?: boolean;
+}
+
 /** The addon's c10d process group (native/distributed.cc): one per rank. */
 export interface NativeGroup {
   connect(): Promise<void>;
   allreduce(values: Float64Array, op: 'sum' | 'max'): Promise<Float64Array>;
   barrier(timeoutMs?: number): Promise<void>;
   broadcast(model: NativeModel): Promise<void>;
-  attach(model: NativeModel, options: { bucketBytes: number; firstBucketBytes: number }): number;
+  attach(model: NativeModel, options: GroupOptions): number;
   publish(key: string, text: string): Promise<void>;
   fetch(key: string, timeoutMs: number): Promise<string>;
   close(): void;
@@ -152,7 +159,7 @@ export class NativeBackend implements Backend {
   }
 
   /** rank 0's weights to this rank, then this model's gradients averaged over the group's ranks in every trainStep */
-  async joinGroup(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number> {
+  async joinGroup(group: NativeGroup, options: GroupOptions): Promise<number> {
     await group.broadcast(this.m);
     return group.attach(this.m, options);
   }

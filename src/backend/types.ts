@@ -1,5 +1,5 @@
 // What a tensor backend does for a model. Native (LibTorch) and JS implement the same contract over the same graph.
-import type { NativeGroup } from './native.js';
+import type { GroupOptions, NativeGroup } from './native.js';
 import type { OutputName } from '../model/graph.js';
 
 export type Floats = Float32Array | Float64Array;
@@ -41,7 +41,7 @@ export interface Backend {
   /** the graph's loss (against soft `targets` [batch, classes] when given), backward, one AdamW step at `lr` */
   trainStep(pixels: Floats, shape: number[], labels: Int32Array, step: StepOptions): Promise<StepResult>;
   /** distributed training: rank 0's weights, then gradients averaged over the group (native only; see PennyModel.joinGroup) */
-  joinGroup?(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number>;
+  joinGroup?(group: NativeGroup, options: GroupOptions): Promise<number>;
   /** the loss and the gradient of every parameter; no step */
   lossAndGrads(pixels: Floats, shape: number[], labels: Int32Array, targets?: Float32Array): Promise<StepResult & { grads: Record<string, Floats> }>;
   getParams(names?: string[]): Record<string, Floats>;

@@ -113,6 +113,8 @@ export function sectionSchema(key: ModelKey) {
     image_cache_mb: num(0, 1e7, { int: true }).default(2048),
     /** also write _last.pt every this many optimizer steps inside an epoch (0: at epoch ends only) */
     checkpoint_every_steps: num(0, 1e9, { int: true }).default(0),
+    /** distributed runs: batch norm's batch statistics over every rank's images (false: each rank's own) */
+    sync_bn: bool().default(false),
   }, { error: 'must be a mapping of keys to values' }).strict();
 }
 

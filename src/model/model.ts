@@ -1,7 +1,7 @@
 // createModel(): a backbone + head as a graph, its parameters initialised from a seed or loaded from pretrained
 // weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
 import { createBackend } from '../backend/index.js';
-import type { NativeGroup } from '../backend/native.js';
+import type { GroupOptions, NativeGroup } from '../backend/native.js';
 import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions, StepResult } from '../backend/types.js';
 import { UsageError } from '../errors.js';
 import { buildBackbone, type ImageSize } from './backbones.js';
@@ -101,7 +101,7 @@ export class PennyModel {
    * Distributed training (src/train/distributed.ts): takes rank 0's weights, then averages this model's gradients
    * over the group in every trainStep. The native backend only.
    */
-  joinGroup(group: NativeGroup, options: { bucketBytes: number; firstBucketBytes: number }): Promise<number> {
+  joinGroup(group: NativeGroup, options: GroupOptions): Promise<number> {
     if (!this.impl.joinGroup) throw new UsageError(`distributed training runs on the native backend, not on ${this.impl.kind}`);
     return this.impl.joinGroup(group, options);
   }

@@ -4,7 +4,7 @@
 // single-process run's), its gradients averaged with the others' before every step, so N ranks take the steps one
 // process would. Rank 0 alone validates, tests, writes checkpoints, logs, the run record and the ONNX; the others
 // wait for it at a barrier after each epoch and end with its result.
-import { loadAddon, type NativeGroup } from '../backend/native.js';
+import { loadAddon, type GroupOptions, type NativeGroup } from '../backend/native.js';
 import type { TrainingConfig } from '../config/config.js';
 import { UsageError } from '../errors.js';
 
@@ -159,10 +159,12 @@ export class RankGroup {
 
   /**
    * Rank 0's weights and buffers to every rank, then the model's gradients are averaged over the ranks in every
-   * train step (buckets of `bucketMB`, launched while backward runs). Returns the number of buckets.
+   * train step (buckets of `bucketMB`, launched while backward runs; with `syncBn`, batch norm's statistics are the
+   * whole batch's). Returns the number of buckets.
    */
-  share(model: { joinGroup(g: NativeGroup, o: { bucketBytes: number; firstBucketBytes: number }): Promise<number> }, bucketMB = 25): Promise<number> {
-    return this.collective('weights from rank 0', model.joinGroup(this.g, { bucketBytes: bucketMB * 2 ** 20, firstBucketBytes: 2 ** 20 }));
+  share(model: { joinGroup(g: NativeGroup, o: GroupOptions): Promise<number> }, o: { syncBn: boolean; bucketMB?: number }): Promise<number> {
+    const options = { bucketBytes: (o.bucketMB ?? 25) * 2 ** 20, firstBucketBytes: 2 ** 20, syncBn: o.syncBn };
+    return this.collective('weights from rank 0', model.joinGroup(this.g, options));
   }
 
   /**

@@ -58,6 +58,11 @@ export class Tally {
     return this.n;
   }
 
+  /** [loss sum, images, right]: what ranks add up for the train loss and accuracy of a distributed epoch */
+  sums(): Float64Array {
+    return Float64Array.of(this.lossSum, this.n, this.truth.filter((t, i) => t === this.pred[i]).length);
+  }
+
   get loss(): number {
     return this.n ? this.lossSum / this.n : NaN;
   }

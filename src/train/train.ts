@@ -272,8 +272,10 @@ async function runAs(group: RankGroup | undefined, cfg: TrainingConfig, key: Mod
       log.info(`Resumed from ${options.resume}: epoch ${resume.position.epoch}${resume.position.batch ? `, batch ${resume.position.batch}` : ''}, best val F1 ${resume.bestValF1.toFixed(4)}`);
     }
     if (group) {
-      const buckets = await group.share(model);
-      log.info(`Distributed: rank 0's weights on every rank; gradients averaged in ${buckets} bucket${buckets === 1 ? '' : 's'} per step`);
+      const buckets = await group.share(model, { syncBn: cfg.sync_bn });
+      const bn = model.graph.params.some((p) => p.name.endsWith('running_mean'))
+        ? `; batch norm statistics ${cfg.sync_bn ? 'over every rank (sync_bn)' : "per rank (rank 0's running statistics are saved)"}` : '';
+      log.info(`Distributed: rank 0's weights on every rank; gradients averaged in ${buckets} bucket${buckets === 1 ? '' : 's'} per step${bn}`);
     }
     const result = await run(model, cfg, index, log, labelMap, stamp, resume, pretrained.weights ?? null, options, group);
     log.info(`Total time: ${clock((performance.now() - began) / 1000)}`);
@@ -411,6 +413,9 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     }
     log.clearBar();
     pos = { epoch: epoch + 1, batch: 0, step: pos.step };
+    // the epoch's train loss and accuracy over every rank's images
+    const [lossSum, images, right] = group ? await group.sum(tally.sums()) : tally.sums();
+    const trainLoss = lossSum / images, trainAcc = right / images;
     if (!leader) {   // rank 0 validates and writes the checkpoints meanwhile
       await group!.barrier(`epoch ${epoch + 1}: waiting for rank 0's validation`);
       if (await stopping()) throw stopped();
@@ -423,7 +428,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     valMetrics = val;
     const seconds = (performance.now() - started) / 1000;
     const extra = taskMetricsText(val, 'Val ');
-    log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${tally.loss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
+    log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${trainLoss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
       `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, ${extra.map((e) => `${e}, `).join('')}Duration: ${seconds.toFixed(1)}s`);
     const predicted = valTally.predictedClasses();
     collapsed = predicted.length === 1 && valTally.count > 1 ? collapsed + 1 : 0;
@@ -442,13 +447,13 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     }
     await save(last, pos);
     record.epoch({
-      epoch: epoch + 1, train_loss: tally.loss, train_acc: tally.acc, val_loss: val.loss, val_acc: val.acc, val_f1: val.f1Macro,
+      epoch: epoch + 1, train_loss: trainLoss, train_acc: trainAcc, val_loss: val.loss, val_acc: val.acc, val_f1: val.f1Macro,
       val_angle_mae: val.angleMae, val_acc_within1: val.accWithin1, lr, seconds, img_per_s: imgPerSec, best: isBest,
     });
     if (group) await group.barrier(`epoch ${epoch + 1}: rank 0's validation`);
     if (await stopping()) throw stopped();
     await options.onEpoch?.({
-      epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss: tally.loss, trainAcc: tally.acc, valLoss: val.loss,
+      epoch: epoch + 1, epochs: cfg.num_epochs, trainLoss, trainAcc, valLoss: val.loss,
       valAcc: val.acc, valF1: val.f1Macro, valAngleMae: val.angleMae, valAccWithin1: val.accWithin1, lr, seconds, best: isBest,
     });
   }
