@@ -185,13 +185,18 @@ export class RankGroup {
     this.g.close();
   }
 
-  /** A collective that fails (a rank died, or did not answer within the timeout) says which rank this is, and what it waited for. */
-  private async collective<T>(what: string, p: Promise<T>): Promise<T> {
+  /**
+   * `p`, which communicates with the other ranks (a train step's gradient allreduce too): when that fails (a rank
+   * died, or did not answer within the timeout) the error says which rank this is and what it waited for.
+   */
+  async collective<T>(what: string, p: Promise<T>): Promise<T> {
     try {
       return await p;
     } catch (e) {
+      const msg = (e as Error).message;
+      if (!GLOO_FAILURE.test(msg)) throw e;
       throw new DistributedError(`rank ${this.rank} of ${this.size}: ${what}: the other ranks did not answer within ${this.timeoutS} s or left the run ` +
-        `(${firstLine((e as Error).message)})`);
+        `(${firstLine(msg).replace(/\[[^\]]*\.(cc|h|hpp|cpp):\d+\]\s*/g, '')})`);
     }
   }
 }
@@ -203,6 +208,9 @@ export class DistributedError extends Error {
     this.name = 'DistributedError';
   }
 }
+
+/** what Gloo and c10d say when a peer is gone or silent (anything else is not the group's doing, and passes as is) */
+const GLOO_FAILURE = /gloo|c10d|Connection closed|Connection reset|Timed out|timeout|peer|Broken pipe|socket/i;
 
 function firstLine(s: string): string {
   return s.split('\n').find((l) => l.trim())?.trim() ?? s;

@@ -396,7 +396,8 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       const targets = cfg.label_smoothing_bins > 0 ? softTargets(key, b.labels, b.angles, model.numClasses, cfg.label_smoothing_bins) : undefined;
       // distributed: this rank's mean loss weighed by its share of the batch, so that the ranks' average is the batch's mean
       const lossScale = group ? (b.labels.length * group.size) / b.globalSize : undefined;
-      const r = await model.trainStep(b.pixels, b.shape, b.labels, { lr, targets, lossScale });
+      const step = model.trainStep(b.pixels, b.shape, b.labels, { lr, targets, lossScale });
+      const r = group ? await group.collective(`step ${pos.step + 1}`, step) : await step;
       if (b.labels.length) tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
       pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
       seen += b.globalSize;
