@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readTorchFile } from '../src/backend/native.js';
 import { shardRange } from '../src/data/loader.js';
 import { train } from '../src/train/train.js';
+import { freePort } from '../src/util/net.js';
 import { maxAbsDiff, runCli, scratchRun } from './helpers.js';
 
 const home = process.cwd();
@@ -15,16 +16,17 @@ afterAll(() => process.chdir(home));
 type Tensors = Record<string, { data: Float32Array }>;
 const stateOf = async (file: string) => (await readTorchFile(file)) as { model_state: Tensors; epoch: number; scheduler_state: { last_step: number } };
 
-/** a free TCP port on the loopback */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((done) => s.listen(0, '127.0.0.1', done));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((done) => s.close(done));
-  return port;
-}
-
 const quick = (y: string) => y.replace(/quantize: true/g, 'quantize: false');
+
+/** `penny-train --nproc 2` on a long run, resolved once its output matches `ready` (the run itself goes on) */
+async function twoRanks(timeoutS: number, ready: RegExp) {
+  const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
+  const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
+    '--master_port', String(await freePort()), '--dist_timeout', String(timeoutS)], run.cwd);
+  const started = Date.now();
+  while (!ready.test(cli.output()) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 200));
+  return { run, cli };
+}
 
 describe('distributed training (2 ranks, Gloo on loopback)', () => {
   it('splits a batch over the ranks as evenly as can be, in rank order', () => {
@@ -93,19 +95,9 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
   }, 180_000);
 
   it('ends the run when a rank is killed, naming the rank, within the timeout', async () => {
-    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
-    const started = Date.now();
-    const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
-      '--master_port', String(await freePort()), '--dist_timeout', '20'], run.cwd);
-    // once training runs, kill rank 1 (the launcher's child with RANK=1)
-    let killed: number | undefined;
-    while (killed === undefined && Date.now() - started < 120_000) {
-      await new Promise((r) => setTimeout(r, 500));
-      if (!/gradients averaged/.test(cli.output())) continue;
-      killed = childWithRank(cli.child.pid!, 1);
-      if (killed) process.kill(killed, 'SIGKILL');
-    }
-    expect(killed).toBeDefined();
+    const { cli } = await twoRanks(20, /gradients averaged/);
+    const killed = childWithRank(cli.child.pid!, 1)!;   // the launcher's child with RANK=1
+    process.kill(killed, 'SIGKILL');
     const t0 = Date.now();
     const r = await cli;
     expect(Date.now() - t0).toBeLessThan(25_000);
@@ -114,11 +106,7 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
   }, 240_000);
 
   it('ends the run when a rank hangs, naming it, within the timeout and the grace period', async () => {
-    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
-    const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
-      '--master_port', String(await freePort()), '--dist_timeout', '8'], run.cwd);
-    const started = Date.now();
-    while (!/gradients averaged/.test(cli.output()) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 200));
+    const { cli } = await twoRanks(8, /gradients averaged/);
     const hung = childWithRank(cli.child.pid!, 1)!;
     process.kill(hung, 'SIGSTOP');
     const t0 = Date.now();
@@ -129,11 +117,7 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
   }, 180_000);
 
   it('stops every rank on Ctrl-C after the same step: rank 0 writes _last.pt, exit 130', async () => {
-    const run = scratchRun((y) => quick(y).replace(/num_epochs: \d+/g, 'num_epochs: 50'));
-    const cli = runCli(['-m', 'side', '--config_file', run.config, '--data_examples', '--batch_size', '8', '--nproc', '2',
-      '--master_port', String(await freePort()), '--dist_timeout', '30'], run.cwd);
-    const started = Date.now();
-    while (!/Epoch 1\/50 Summary/.test(cli.output()) && Date.now() - started < 120_000) await new Promise((r) => setTimeout(r, 200));
+    const { run, cli } = await twoRanks(30, /Epoch 1\/50 Summary/);
     cli.child.kill('SIGINT');
     const r = await cli;
     expect(r.code).toBe(130);

@@ -6,22 +6,14 @@
 //      buckets launched during backward, with one bucket after it, and with no allreduce at all.
 // On a 2-core machine 2 ranks split the same 2 cores: they can show the engine's cost and the overlap, not a speed-up.
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/util/net.js';
 import { fmt } from './common.js';
 import type { BenchContext, PartResult } from './index.js';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'distributed-rank.ts');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((done) => s.listen(0, '127.0.0.1', done));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((done) => s.close(done));
-  return port;
-}
 
 /** Runs `size` ranks of one job; resolves with rank 0's figures. */
 async function ranks<T>(size: number, job: Record<string, unknown>): Promise<T> {

@@ -619,8 +619,10 @@ async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoi
   const calib = await pixelsOf(index.train.slice(0, Math.min(cfg.calibration_samples, 128)));
   const test = index.test.length ? await pixelsOf(index.test) : undefined;
   const graph = buildBackbone(cfg.backbone, o.numClasses, cfg.img_size, headOf(cfg));
-  log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
-  const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir, name: path.basename(o.dir).replace(/_imx500$/, '') });
+  log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${cfg.imx500_gptq_epochs ? `GPTQ ${cfg.imx500_gptq_epochs} epochs, ` : ''}` +
+    `${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
+  const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir,
+    name: path.basename(o.dir).replace(/_imx500$/, ''), gptqEpochs: cfg.imx500_gptq_epochs });
   if (r.converterError) {
     const params = parameterCount(graph);
     log.warn(`IMX500: imx500-converter refused the model:\n${r.converterError}\n` +
