@@ -44,6 +44,18 @@ describe('penny-train imx500', () => {
     expect(listFiles(path.join(cwd, 'sensor')).every((f) => !f.includes('.tmp-'))).toBe(true);
   }, 1_200_000);
 
+  run("a model the toolchain cannot take (a ViT): the tool's own reason and penny-train's explanation, exit 2, no traceback", async () => {
+    const { cwd, config } = scratchRun();
+    const trained = await runCli(['-m', 'side', '--epochs', '1', '--batch_size', '8', '--data_examples', '--config_file', config, '--set', 'quantize=false'], cwd);
+    expect(trained.code, trained.stderr).toBe(0);
+    const r = await runCli(['imx500', '--checkpoint', 'output/checkpoints/side_best.pt', '--data_examples', '--output', 'sensor'], cwd);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^penny-train: IMX500: (imx500-converter refused the model|MCT \(model-compression-toolkit\) could not quantize the model)/m);
+    expect(r.stderr).toMatch(/The IMX500 runs int8 CNNs whose weights and activations fit its 8 MB; clip_vit_tiny has [\d,]+ parameters/);
+    expect(r.stdout + r.stderr).not.toMatch(/Traceback|at convertForImx500|\.py", line/);
+    expect(listFiles(path.join(cwd, 'sensor')).filter((f) => f.endsWith('packerOut.zip'))).toEqual([]);
+  }, 600_000);
+
   it('without the toolchain: one line saying how to set it up, exit 2', async () => {
     const { cwd } = scratchRun();
     fs.mkdirSync(path.join(cwd, 'output'));

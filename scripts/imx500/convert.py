@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 import types
 import xml.etree.ElementTree as ET
 import zipfile
@@ -119,14 +120,21 @@ def main():
             yield [b]
 
     tpc = get_target_platform_capabilities(tpc_version="1.0", device_type="imx500")
-    if args.gptq_epochs > 0:
-        gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=args.gptq_epochs)
-        q_model, _ = timed("quantize", lambda: mct.gptq.pytorch_gradient_post_training_quantization(
-            model, representative_data, gptq_config=gptq, target_platform_capabilities=tpc))
-    else:
-        q_model, _ = timed("quantize", lambda: mct.ptq.pytorch_post_training_quantization(model, representative_data, target_platform_capabilities=tpc))
     onnx_path = os.path.join(args.output, f"{args.name}_mct.onnx")
-    timed("export", lambda: mct.exporter.pytorch_export_model(q_model, save_model_path=onnx_path, repr_dataset=representative_data))
+    try:
+        if args.gptq_epochs > 0:
+            gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=args.gptq_epochs)
+            q_model, _ = timed("quantize", lambda: mct.gptq.pytorch_gradient_post_training_quantization(
+                model, representative_data, gptq_config=gptq, target_platform_capabilities=tpc))
+        else:
+            q_model, _ = timed("quantize", lambda: mct.ptq.pytorch_post_training_quantization(model, representative_data, target_platform_capabilities=tpc))
+        timed("export", lambda: mct.exporter.pytorch_export_model(q_model, save_model_path=onnx_path, repr_dataset=representative_data))
+    except Exception as e:   # MCT's own reason, for penny-train to report (the traceback goes to stderr only)
+        traceback.print_exc()
+        result["mct_error"] = f"{type(e).__name__}: {e}".strip()
+        with open(args.result, "w") as f:
+            json.dump(result, f, indent=1)
+        return 0
     result["onnx"] = os.path.basename(onnx_path)
 
     if args.test:

@@ -55,6 +55,8 @@ export interface Imx500Conversion {
   fits?: boolean;
   /** the converter's own reason when it refused the model */
   converterError?: string;
+  /** MCT's own reason when it could not quantize the model (then there is no ONNX and no converter run) */
+  mctError?: string;
   /** MCT int8 against fp32 (the PyTorch module) on the test images given */
   logits?: { fp32: Float32Array; int8: Float32Array };
   seconds: Record<string, number>;
@@ -96,6 +98,7 @@ export async function convertForImx500(o: { graph: Graph; checkpoint: string; ca
     });
     if (r.code !== 0) throw new Error(`the IMX500 toolchain failed (scripts/imx500/convert.py, exit ${r.code}):\n${r.err.trim().split('\n').slice(-15).join('\n')}`);
     const res = JSON.parse(fs.readFileSync(path.join(work, 'result.json'), 'utf8')) as Record<string, unknown> & { memory?: Record<string, unknown>; times_s: Record<string, number> };
+    if (typeof res.mct_error === 'string') return { dir: o.dir, onnx: '', mctError: res.mct_error, seconds: res.times_s };
     const read = (f: string) => { const b = fs.readFileSync(path.join(work, 'logits', f)); return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length)); };
     fs.renameSync(staged, o.dir);
     const inConverter = (f: unknown) => (typeof f === 'string' ? path.join('imxconv', f) : undefined);

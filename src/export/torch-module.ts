@@ -62,13 +62,13 @@ const EMITTERS: { [K in OpName]: Emit<K> } = {
   relu6: () => ({ module: { ctor: 'nn.ReLU6()', params: {} }, expr: (m, [x]) => `self.${m}(${x})` }),
   softmax: (n) => ({ expr: (_, [x]) => `torch.softmax(${x}, dim=${n.attrs.axis})` }),
   log_softmax: (n) => ({ expr: (_, [x]) => `torch.log_softmax(${x}, dim=${n.attrs.axis})` }),
-  attention: (n) => ({ expr: (_, [q, k, v]) => `attention(${q}, ${k}, ${v}, ${n.attrs.heads})` }),
+  attention: (n, shape) => ({ expr: (_, [q, k, v]) => `attention(${q}, ${k}, ${v}, ${n.attrs.heads}, ${shape(n.inputs[0]).at(-1)})` }),
   reshape: (n) => ({ expr: (_, [x]) => `reshape(${x}, ${py(n.attrs.shape)})` }),
   transpose: (n) => ({ expr: (_, [x]) => `${x}.permute${py(n.attrs.perm)}` }),
   concat: (n) => ({ expr: (_, xs) => `torch.cat([${xs.join(', ')}], dim=${n.attrs.axis})` }),
   // Python's slice clamps its bounds as the IR's does (ops.ts sliceBounds)
   slice: (n) => ({ expr: (_, [x]) => `${x}[${':, '.repeat(n.attrs.axis)}${n.attrs.start}:${n.attrs.end}]` }),
-  expand_batch: () => ({ expr: (_, [t, ref]) => `${t}.expand(${ref}.shape[0], *${t}.shape[1:])` }),
+  expand_batch: (n, shape, param) => ({ expr: (_, [t, ref]) => `${t}.expand(${ref}.shape[0], ${(param(n.inputs[0]) ?? shape(n.inputs[0])).slice(1).join(', ')})` }),
   mean: (n) => ({ expr: (_, [x]) => `${x}.mean(dim=${py(n.attrs.axes)})` }),
 };
 
@@ -81,12 +81,12 @@ def reshape(x, spec):
     return x.reshape([x.shape[i] if d == 0 else d for i, d in enumerate(spec)])
 
 
-def attention(q, k, v, heads):
-    """softmax(q k^T / sqrt(d)) v over heads, [B, T, C] in and out."""
-    b, t, c = q.shape
-    split = lambda x: x.reshape(b, -1, heads, c // heads).transpose(1, 2)
+def attention(q, k, v, heads, c):
+    """softmax(q k^T / sqrt(d)) v over heads, [B, T, C] in and out (C given: no unpacking of shapes, which torch.fx,
+    and so MCT, cannot trace)."""
+    split = lambda x: x.reshape(x.shape[0], -1, heads, c // heads).transpose(1, 2)
     p = torch.softmax(split(q) @ split(k).transpose(-2, -1) * (c // heads) ** -0.5, dim=-1)
-    return (p @ split(v)).transpose(1, 2).reshape(b, t, c)
+    return (p @ split(v)).transpose(1, 2).reshape(q.shape[0], -1, c)
 `;
 
 /**

@@ -337,6 +337,9 @@ function scoreOf(m: Metrics, by: TrainingConfig['select_best_by']): number {
   return by === 'acc' ? m.acc : by === 'angle_mae' ? -(m.angleMae ?? Infinity) : m.f1Macro;
 }
 
+/** Sony's toolchain could not take the model: its reason and penny-train's explanation (exit 2 from `penny-train imx500`). */
+class Imx500Refusal extends UsageError {}
+
 /** misclassified validation images on the run report's contact sheet */
 const WORST_SHOWN = 16;
 
@@ -490,7 +493,11 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       } else if (status === 'ready') {
         throwIfAborted(options.signal, last);
         sony = await sonyImx500({ cfg, numClasses: model.numClasses, checkpoint: weights === 'best' ? best : last, index,
-          calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) });
+          calibrationFrom: 'train images', log, cache, dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`) }).catch((e: Error) => {
+          if (!(e instanceof Imx500Refusal)) throw e;
+          log.warn(e.message);   // the run's own models stand; only the IMX500 package is missing (results.json says why)
+          return { dir: path.join(cfg.output_dir, `${key}_${stamp}_imx500`), onnx: '', converterError: e.message, seconds: {} };
+        });
       } else {
         log.info(`IMX500: Sony's toolchain ${status === 'off' ? 'is switched off (PENNY_IMX500=off)' : 'is not set up'}, so only penny-train's own check above ran; ` +
           '`npm run setup:imx500` adds it (and `penny-train imx500 --checkpoint ...` runs it on a checkpoint)');
@@ -623,11 +630,13 @@ async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoi
     `${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
   const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir,
     name: path.basename(o.dir).replace(/_imx500$/, ''), gptqEpochs: cfg.imx500_gptq_epochs });
-  if (r.converterError) {
+  if (r.mctError || r.converterError) {
     const params = parameterCount(graph);
-    log.warn(`IMX500: imx500-converter refused the model:\n${r.converterError}\n` +
+    throw new Imx500Refusal(`IMX500: ${r.mctError ? `MCT (model-compression-toolkit) could not quantize the model: ${r.mctError}`
+      : `imx500-converter refused the model:\n${r.converterError}`}\n` +
       `The IMX500 runs int8 CNNs whose weights and activations fit its 8 MB; ${cfg.backbone} has ${params.toLocaleString('en-US')} parameters ` +
-      `(${(params / 2 ** 20).toFixed(1)} MB at int8)${params > 8 * 2 ** 20 ? ', more than the chip holds' : ''}.`);
+      `(${(params / 2 ** 20).toFixed(1)} MB at int8)${params > 8 * 2 ** 20 ? ', more than the chip holds: train a backbone of configs/edge.yaml for it' : ''}. ` +
+      (r.mctError ? 'No IMX500 package was written.' : `No packerOut.zip; MCT's quantized ONNX and the converter's whole log (imxconv.log) are in ${o.dir}.`));
   } else {
     const kb = (b?: number) => (b === undefined ? '?' : b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KB` : `${(b / 2 ** 20).toFixed(2)} MB`);
     log.info(`IMX500 (imx500-converter): ${kb(r.memoryBytes)} of ${kb(r.availableBytes)} used, ${r.fits ? 'fits' : 'DOES NOT FIT'} in the chip; ` +
