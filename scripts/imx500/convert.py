@@ -101,8 +101,6 @@ def main():
     ap.add_argument("--name", default="model")
     ap.add_argument("--test", help="a torch.save'd float tensor of test inputs: fp32 and MCT int8 logits are written to --logits")
     ap.add_argument("--logits")
-    ap.add_argument("--gptq-epochs", type=int, default=0,
-                    help="MCT's gradient-based PTQ (GPTQ) for this many epochs over the calibration images; 0: plain PTQ")
     args = ap.parse_args()
     os.makedirs(args.output, exist_ok=True)
     result = {"times_s": TIMES}
@@ -122,12 +120,7 @@ def main():
     tpc = get_target_platform_capabilities(tpc_version="1.0", device_type="imx500")
     onnx_path = os.path.join(args.output, f"{args.name}_mct.onnx")
     try:
-        if args.gptq_epochs > 0:
-            gptq = mct.gptq.get_pytorch_gptq_config(n_epochs=args.gptq_epochs)
-            q_model, _ = timed("quantize", lambda: mct.gptq.pytorch_gradient_post_training_quantization(
-                model, representative_data, gptq_config=gptq, target_platform_capabilities=tpc))
-        else:
-            q_model, _ = timed("quantize", lambda: mct.ptq.pytorch_post_training_quantization(model, representative_data, target_platform_capabilities=tpc))
+        q_model, _ = timed("quantize", lambda: mct.ptq.pytorch_post_training_quantization(model, representative_data, target_platform_capabilities=tpc))
         timed("export", lambda: mct.exporter.pytorch_export_model(q_model, save_model_path=onnx_path, repr_dataset=representative_data))
     except Exception as e:   # MCT's own reason, for penny-train to report (the traceback goes to stderr only)
         traceback.print_exc()

@@ -100,8 +100,6 @@ export function sectionSchema(key: ModelKey) {
     calibration_samples: num(1, 1e6, { int: true }).default(128),
     calibration_method: oneOf(['minmax', 'percentile']).default('minmax'),
     imx500_compatible: bool().default(true),
-    /** Sony's toolchain: MCT's gradient-based PTQ (GPTQ) for this many epochs over the calibration images; 0: plain PTQ */
-    imx500_gptq_epochs: num(0, 1000, { int: true }).default(0),
     qat: bool().default(false),
     seed: num(0, 2 ** 32 - 1, { int: true }).default(42),
     /** null: cuda when available, else cpu */

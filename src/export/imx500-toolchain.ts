@@ -75,8 +75,7 @@ function sizeOf(text: unknown): number | undefined {
  * weights, MCT post-training quantization on `calibration` (normalised model inputs), MCT's ONNX export, then
  * imxconv-pt; `test` inputs also get fp32 and MCT-int8 logits. Writes into `dir` (made here, or refused if present).
  */
-export async function convertForImx500(o: { graph: Graph; checkpoint: string; calibration: Float32Array; test?: Float32Array; dir: string; name: string;
-  gptqEpochs?: number }): Promise<Imx500Conversion> {
+export async function convertForImx500(o: { graph: Graph; checkpoint: string; calibration: Float32Array; test?: Float32Array; dir: string; name: string }): Promise<Imx500Conversion> {
   const python = imx500Python();
   if (fs.existsSync(o.dir)) throw new UsageError(`${o.dir} exists already: give another --output`);
   const [, h, w] = o.graph.inputShape;
@@ -88,7 +87,7 @@ export async function convertForImx500(o: { graph: Graph; checkpoint: string; ca
     await writeTorchFile(path.join(work, 'calib.pt'), tensor(o.calibration));
     if (o.test) await writeTorchFile(path.join(work, 'test.pt'), tensor(o.test));
     const args = [CONVERT_PY, '--module', path.join(work, 'net.py'), '--checkpoint', o.checkpoint, '--calibration', path.join(work, 'calib.pt'),
-      '--output', staged, '--result', path.join(work, 'result.json'), '--name', o.name, '--gptq-epochs', String(o.gptqEpochs ?? 0),
+      '--output', staged, '--result', path.join(work, 'result.json'), '--name', o.name,
       ...(o.test ? ['--test', path.join(work, 'test.pt'), '--logits', path.join(work, 'logits')] : [])];
     const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
       const child = spawn(python, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -626,10 +626,9 @@ async function sonyImx500(o: { cfg: TrainingConfig; numClasses: number; checkpoi
   const calib = await pixelsOf(index.train.slice(0, Math.min(cfg.calibration_samples, 128)));
   const test = index.test.length ? await pixelsOf(index.test) : undefined;
   const graph = buildBackbone(cfg.backbone, o.numClasses, cfg.img_size, headOf(cfg));
-  log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${cfg.imx500_gptq_epochs ? `GPTQ ${cfg.imx500_gptq_epochs} epochs, ` : ''}` +
-    `${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
+  log.info(`IMX500: ${o.checkpoint} through MCT (IMX500 target platform, ${calib.batches.reduce((n, b) => n + b.labels.length, 0)} ${o.calibrationFrom}) and imx500-converter`);
   const r: Imx500Result = await convertForImx500({ graph, checkpoint: o.checkpoint, calibration: calib.pixels, test: test?.pixels, dir: o.dir,
-    name: path.basename(o.dir).replace(/_imx500$/, ''), gptqEpochs: cfg.imx500_gptq_epochs });
+    name: path.basename(o.dir).replace(/_imx500$/, '') });
   if (r.mctError || r.converterError) {
     const params = parameterCount(graph);
     throw new Imx500Refusal(`IMX500: ${r.mctError ? `MCT (model-compression-toolkit) could not quantize the model: ${r.mctError}`
