@@ -21,7 +21,7 @@ const SPEED_TARGET = 2.5;
 const AGREE_TARGET = 0.99;
 
 const PLAN = {
-  full: { calibration: 128, agreeImages: 64, b1: { warmup: 3, runs: 20 }, b8: { warmup: 2, runs: 10 }, tinySteps: 600 },
+  full: { calibration: 128, agreeImages: 64, b1: { warmup: 3, runs: 20 }, b8: { warmup: 3, runs: 30 }, tinySteps: 600 },
   quick: { calibration: 32, agreeImages: 64, b1: { warmup: 2, runs: 5 }, b8: { warmup: 1, runs: 3 }, tinySteps: 600 },
 };
 
