@@ -11,7 +11,6 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
-#include <cstdlib>
 #include <vector>
 
 #include "compute.h"
@@ -160,24 +159,28 @@ class BucketSync : public GradSync, public std::enable_shared_from_this<BucketSy
   bool active_ = false;
 };
 
-// A sum over the ranks that autograd can go through: its backward sums the gradient over the ranks too (sync_bn's
-// statistics: every rank's loss depends on every rank's sums).
-at::Tensor summed(const at::Tensor& x, c10d::ProcessGroupGloo& gloo) {
+// A copy of `x` reduced over the ranks (a blocking allreduce).
+at::Tensor reduced(const at::Tensor& x, c10d::ProcessGroupGloo& gloo,
+                   c10d::ReduceOp::RedOpType op = c10d::ReduceOp::SUM) {
   std::vector<at::Tensor> t{x.detach().clone().contiguous()};
-  gloo.allreduce(t)->wait();
+  c10d::AllreduceOptions o;
+  o.reduceOp = op;
+  gloo.allreduce(t, o)->wait();
   return t[0];
 }
 
+// A sum over the ranks that autograd can go through: its backward sums the gradient over the ranks too (sync_bn's
+// statistics: every rank's loss depends on every rank's sums).
 struct SumOverRanks : torch::autograd::Function<SumOverRanks> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo) {
     ctx->saved_data["gloo"] = c10::IValue::make_capsule(gloo);
-    return summed(x, *gloo);
+    return reduced(x, *gloo);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto gloo = c10::static_intrusive_pointer_cast<c10d::ProcessGroupGloo>(ctx->saved_data["gloo"].toCapsule());
-    return {summed(grads[0], *gloo), at::Tensor()};
+    return {reduced(grads[0], *gloo), at::Tensor()};
   }
 };
 
@@ -269,26 +272,19 @@ class Group : public Napi::ObjectWrap<Group> {
     return Task::Run(
         env,
         [comm, view, op, out] {
-          *out = view.clone();
-          std::vector<at::Tensor> t{*out};
-          c10d::AllreduceOptions o;
-          o.reduceOp = op == "max" ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
-          comm->gloo->allreduce(t, o)->wait();
+          *out = reduced(view, *comm->gloo, op == "max" ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM);
         },
         [out](Napi::Env env) { return toTypedArray(env, *out); }, {info.This(), info[0]});
   }
 
-  // barrier(timeoutMs?) -> Promise: every rank has reached it (waiting longer than the group's timeout when given:
-  // the other ranks wait here while rank 0 alone validates and writes).
+  // barrier() -> Promise: every rank has reached it, within the group's timeout (the other ranks wait here while
+  // rank 0 alone validates and writes).
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     checkConnected(env);
     auto comm = comm_;
-    c10d::BarrierOptions o;
-    o.timeout = info[0].IsNumber() ? milliseconds(info[0].As<Napi::Number>().Int64Value()) : comm->timeout;
     return Task::Run(
-        env, [comm, o] { comm->gloo->barrier(o)->wait(); }, [](Napi::Env env) { return env.Undefined(); },
-        {info.This()});
+        env, [comm] { comm->gloo->barrier()->wait(); }, [](Napi::Env env) { return env.Undefined(); }, {info.This()});
   }
 
   // broadcast(model) -> Promise: rank 0's parameters and buffers, to every rank (at the start, and after a resume).
@@ -398,14 +394,11 @@ class Group : public Napi::ObjectWrap<Group> {
 
 }  // namespace
 
-void defineGroup(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeGroup", Group::Define(env));
-  exports.Set("distributed", true);
-}
+void defineGroup(Napi::Env env, Napi::Object exports) { exports.Set("NativeGroup", Group::Define(env)); }
 
 #else
 
-void defineGroup(Napi::Env env, Napi::Object exports) { exports.Set("distributed", false); }
+void defineGroup(Napi::Env, Napi::Object) {}
 
 #endif
 

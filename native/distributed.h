@@ -7,8 +7,8 @@
 
 namespace penny {
 
-// Defines NativeGroup on `exports` where this LibTorch has c10d with Gloo; elsewhere NativeGroup's constructor throws
-// a message saying so.
+// Defines NativeGroup on `exports` where this LibTorch has c10d with Gloo; elsewhere nothing (JS then says that this
+// build has no distributed training).
 void defineGroup(Napi::Env env, Napi::Object exports);
 
 }  // namespace penny

@@ -28,7 +28,7 @@ export interface GroupOptions {
 export interface NativeGroup {
   connect(): Promise<void>;
   allreduce(values: Float64Array, op: 'sum' | 'max'): Promise<Float64Array>;
-  barrier(timeoutMs?: number): Promise<void>;
+  barrier(): Promise<void>;
   broadcast(model: NativeModel): Promise<void>;
   attach(model: NativeModel, options: GroupOptions): number;
   publish(key: string, text: string): Promise<void>;

@@ -69,7 +69,7 @@ export function rankFromEnv(env: NodeJS.ProcessEnv = process.env, timeoutS = DEF
   };
   const info: RankInfo = {
     rank: num('RANK'), worldSize: num('WORLD_SIZE'), localRank: num('LOCAL_RANK', 0), masterAddr: env.MASTER_ADDR ?? DEFAULT_MASTER_ADDR,
-    masterPort: num('MASTER_PORT', DEFAULT_MASTER_PORT), timeoutS: env.PENNY_DIST_TIMEOUT_S ? Number(env.PENNY_DIST_TIMEOUT_S) : timeoutS,
+    masterPort: num('MASTER_PORT', DEFAULT_MASTER_PORT), timeoutS,
   };
   if (info.worldSize < 1 || info.rank >= info.worldSize) throw new UsageError(`distributed: RANK=${info.rank} must lie in [0, WORLD_SIZE=${info.worldSize})`);
   return info;

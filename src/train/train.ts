@@ -462,7 +462,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     });
   }
   if (group && !leader) return resultOf(await group.outcome<TrainResult>());
-  return group ? published(group, () => testAndExport()) : testAndExport();
+  return group ? published(group, testAndExport) : testAndExport();
 
   /** Rank 0's end of the run (the only one of a single process): test on the best weights, export, the run record. */
   async function testAndExport(): Promise<TrainResult> {
