@@ -100,7 +100,7 @@ describe('config', () => {
 
   it('refuses settings a model cannot use, and an img_size the backbone cannot take, naming file, section and key', () => {
     const file = variant((y) => y
-      .replace(/(side:[\s\S]*?)( {2}output_dir)/, '$1  align_roi: true\n$2')
+      .replace(/(side:[\s\S]*?)( {2}output_dir)/, '$1  align_roi: true\n  roi_pad: 0.2\n$2')
       .replace(/(side:[\s\S]*?hflip_p: 0\.5[^\n]*\n)/, '$1    roi_jitter: 0.1\n')
       .replace(/(mint:[\s\S]*?hflip_p: 0\.0\n)/, '$1    rotate_relabel: true\n')
       .replace(/(mint:[\s\S]*?)( {2}output_dir)/, '$1  date_head: factorised\n  select_best_by: angle_mae\n$2')
@@ -108,6 +108,7 @@ describe('config', () => {
     const side = failure(() => loadConfig('side', file));
     expect(side).toContain(`${file}: side.align_roi applies to date and mint`);
     expect(side).toContain(`${file}: side.augment.roi_jitter applies to date and mint`);
+    expect(side).toContain(`${file}: side.roi_pad applies to date and mint`);
     const mint = failure(() => loadConfig('mint', file));
     expect(mint).toContain(`${file}: mint.augment.rotate_relabel applies to orientation only`);
     expect(mint).toContain(`${file}: mint.date_head applies to the date model only`);

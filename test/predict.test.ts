@@ -23,7 +23,7 @@ const examples = (key: 'side' | 'date' | 'mint', edit: Record<string, unknown> =
 
 describe('preprocess()', () => {
   // The exact eval tensor: prediction must feed a model what validation fed it in training, bit for bit.
-  for (const [key, edit] of [['side', {}], ['date', {}], ['date', { align_roi: false }], ['mint', { roi_fit: 'stretch' }]] as const) {
+  for (const [key, edit] of [['side', {}], ['date', {}], ['date', { align_roi: false, roi_pad: 0.2 }], ['mint', { roi_fit: 'stretch' }], ['mint', { roi_pad: 0.3 }]] as const) {
     it(`gives training's eval tensor exactly: ${key} ${JSON.stringify(edit)}`, async () => {
       const cfg = examples(key, edit);
       const index = await buildIndex(cfg);

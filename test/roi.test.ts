@@ -10,7 +10,7 @@ import { loadConfig, type TrainingConfig } from '../src/config/config.js';
 import { buildIndex, type Sample } from '../src/data/dataset.js';
 import { augmentRng, decode, imageSpec, render, type ImageSpec } from '../src/data/images.js';
 import { allBatches } from '../src/data/loader.js';
-import { exactUprightSize, medianAspect, uprightSize } from '../src/data/roi.js';
+import { exactUprightSize, medianAspect, roiRegion, uprightSize } from '../src/data/roi.js';
 import { splitOf } from '../src/data/split.js';
 import { ROOT } from './helpers.js';
 
@@ -37,6 +37,15 @@ describe('upright ROI size', () => {
       expect(h).toBeCloseTo(20, 6);
     }
     expect(medianAspect([{ roi: { x: 0, y: 0, width: 50, height: 20 }, angle: 0 }, { roi: { x: 0, y: 0, width: 40, height: 40 }, angle: 45 }])).toBeCloseTo(2.5);
+  });
+
+  it('pads each side by roi_pad of the box (the original\'s 5% by default), upright or as it lies', () => {
+    const roi = { x: 100, y: 80, width: 50, height: 20 };
+    const size = (pad?: number) => ((v) => [v.width, v.height].map((x) => +x.toFixed(9)))(roiRegion(roi, 256, 256, { angle: 0, aspect: 2.5 }, pad).view!);
+    expect(size()).toEqual([55, 22]);
+    expect(size(0.25)).toEqual([75, 30]);
+    expect(roiRegion(roi, 256, 256, undefined, 0.25).crop).toEqual({ x: 87, y: 75, width: 76, height: 30 });
+    expect(roiRegion(roi, 256, 256).crop).toEqual({ x: 97, y: 79, width: 56, height: 22 });
   });
 });
 

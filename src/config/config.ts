@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import yaml from 'js-yaml';
 import type { z } from 'zod';
 import { sizeProblem } from '../model/backbones.js';
+import { ROI_PAD } from '../data/roi.js';
 import { ConfigError, listProblems } from '../errors.js';
 import { knownKeys, MODEL_KEYS, sectionSchema, type ModelKey, type TrainingConfig } from './schema.js';
 
@@ -98,6 +99,7 @@ function taskProblems(c: TrainingConfig, key: ModelKey, where: string): string[]
   if (c.augment.rotate_relabel && key !== 'orientation') {
     out.push(`${where}.augment.rotate_relabel applies to orientation only: the other labels do not turn with the coin`);
   }
+  if (c.roi_pad !== ROI_PAD && !roi) out.push(`${where}.roi_pad applies to date and mint (their ROI crops), not ${key}`);
   if (c.augment.roi_jitter > 0 && !roi) out.push(`${where}.augment.roi_jitter applies to date and mint (their ROI crops), not ${key}`);
   if (c.select_best_by === 'angle_mae' && key !== 'orientation') out.push(`${where}.select_best_by angle_mae applies to orientation only`);
   if (c.label_smoothing_bins > 0 && key !== 'orientation' && key !== 'date') {

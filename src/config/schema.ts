@@ -2,6 +2,7 @@
 // the original trainer's values (configs/training_config.yaml states them in full). A config file states only what
 // differs; a full file of the original's 19 keys or of today's keys reads the same.
 import { z } from 'zod';
+import { ROI_PAD } from '../data/roi.js';
 import { backboneNames } from '../model/backbones.js';
 
 export const MODEL_KEYS = ['side', 'orientation', 'date', 'mint'] as const;
@@ -76,6 +77,11 @@ export function sectionSchema(key: ModelKey) {
     /** [height, width] */
     img_size: pair(num(16, 4096, { int: true })).default([224, 224]),
     roi_fit: oneOf(ROI_FITS).default(isRoiModel(key) ? 'letterbox' : 'crop'),
+    /**
+     * date/mint: each side of the ROI grown by this fraction of its width/height before it is read (the original's
+     * 5%); a wider margin keeps the glyphs in view when a box is placed less exactly, as prediction's located ones are
+     */
+    roi_pad: num(0, 2).default(ROI_PAD),
     /** date/mint: read the ROI upright, turned back by the coin's angle */
     align_roi: bool().default(false),
     /** date: decade + unit digit heads (factorised) or one 116-way head (flat) */

@@ -9,6 +9,7 @@ import { DataError, listProblems } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import { FIRST_YEAR, LAST_YEAR, labelOf, MINT_MARKS, REVERSE_TYPES, type Entry } from './labels.js';
 import type { RoiTemplate } from '../predict/locate.js';
+import { headerSize } from './image-files.js';
 import { medianAspect, roiRegion, type View } from './roi.js';
 import { splitOf, type Split } from './split.js';
 
@@ -205,9 +206,8 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
     try {
       const bytes = await fs.promises.readFile(file);   // read once: hashed for duplicates, then decoded
       sha256 = createHash('sha256').update(bytes).digest('hex');
-      const img = sharp(bytes, { failOn: 'truncated' });
-      ({ width = 0, height = 0 } = (await img.metadata()).autoOrient);   // as displayed: EXIF orientations 5-8 swap them
-      await img.resize(8, 8, { fit: 'fill' }).raw().toBuffer();   // decodes it all (JPEG shrink-on-load keeps it cheap)
+      [width, height] = await headerSize(bytes);
+      await sharp(bytes, { failOn: 'truncated' }).resize(8, 8, { fit: 'fill' }).raw().toBuffer();   // decodes it all (JPEG shrink-on-load keeps it cheap)
     } catch (err) {
       problems.push(`UID ${e.uid}: image ${named} cannot be decoded (${(err as Error).message})`);
       return null;
@@ -252,7 +252,7 @@ export async function buildIndex(cfg: TrainingConfig): Promise<DatasetIndex> {
     const aspect = cfg.align_roi ? medianAspect(index.train.map((s) => ({ roi: s.roi!, angle: s.angle! }))) : undefined;
     if (aspect !== undefined) index.roiAspect = aspect;
     for (const s of [...index.train, ...index.val, ...index.test]) {
-      Object.assign(s, roiRegion(s.roi!, s.width, s.height, aspect === undefined ? undefined : { angle: s.angle!, aspect }));
+      Object.assign(s, roiRegion(s.roi!, s.width, s.height, aspect === undefined ? undefined : { angle: s.angle!, aspect }, cfg.roi_pad));
     }
   }
   if (!problems.length) {

@@ -20,13 +20,22 @@ export function listImages(inputs: string[]): { file: string; named: boolean }[]
 }
 
 /**
+ * An image's width and height as displayed, from its header: EXIF orientation applied (5-8 swap them), the frame
+ * ROI boxes are given in. Throws sharp's error; callers say which image, in their own terms.
+ */
+export async function headerSize(image: string | Buffer): Promise<[number, number]> {
+  const { width = 0, height = 0 } = (await sharp(image, { failOn: 'truncated' }).metadata()).autoOrient;
+  return [width, height];
+}
+
+/**
  * Images without metadata as samples the eval pipeline reads whole (no ROI, no angle; label 0): export's calibration
  * images. For date and mint each image is taken as the model's input region, an ROI crop.
  */
 export async function unlabelledSamples(files: string[]): Promise<Sample[]> {
   return Promise.all(files.map(async (file) => {
     try {
-      const { width = 0, height = 0 } = (await sharp(file, { failOn: 'truncated' }).metadata()).autoOrient;
+      const [width, height] = await headerSize(file);
       return { uid: path.basename(file), file: path.resolve(file), label: 0, width, height };
     } catch (e) {
       throw new DataError(`cannot read image ${file}: ${(e as Error).message}`);

@@ -82,7 +82,8 @@ export function preprocessRecipe(cfg: TrainingConfig, roiAspect?: number): Prepr
   const fit: Fit = region === 'image' || cfg.roi_fit === 'crop' ? 'cover' : cfg.roi_fit;
   return {
     size: [cfg.img_size[0], cfg.img_size[1]], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [...cfg.mean], std: [...cfg.std],
-    region, ...(region !== 'image' && { roiPad: ROI_PAD }), fit, alignRoi: region !== 'image' && cfg.align_roi,
+    // checkpoints written before roi_pad existed lack the key: they were read with the original's pad
+    region, ...(region !== 'image' && { roiPad: cfg.roi_pad ?? ROI_PAD }), fit, alignRoi: region !== 'image' && cfg.align_roi,
     ...(roiAspect !== undefined && { roiAspect }), resample: 'exif-upright, bilinear 2x2 supersampled',
   };
 }

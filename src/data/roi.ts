@@ -6,7 +6,7 @@
 //   centre   the ROI's centre (a turned box and its bounds share it)
 //   size     (w, h) from W = w|cos a| + h|sin a|, H = w|sin a| + h|cos a|; near 45 degrees those say little about
 //            w / h, so there the aspect is the median of the training ROIs that do say it, and the scale the best fit
-//   padding  5% of the width / height on each side, as the original pads its crops
+//   padding  5% of the width / height on each side, as the original pads its crops (the config's roi_pad)
 //   angle    the coin's: the view's x axis runs along the reading direction of the upright glyphs
 import type { Box } from './dataset.js';
 
@@ -56,10 +56,10 @@ export function medianAspect(boxes: readonly { roi: Box; angle: number }[]): num
   return ratios.length ? ratios[Math.floor(ratios.length / 2)] : 1;
 }
 
-/** The padded upright view of `roi` on a coin at `angle`, in image pixels. */
-export function alignedView(roi: Box, angle: number, aspect: number): View {
+/** The upright view of `roi` on a coin at `angle`, each side padded by `pad` of its size, in image pixels. */
+export function alignedView(roi: Box, angle: number, aspect: number, pad = ROI_PAD): View {
   const [w, h] = uprightSize(roi.width, roi.height, angle, aspect);
-  return { cx: roi.x + roi.width / 2, cy: roi.y + roi.height / 2, width: w * (1 + 2 * ROI_PAD), height: h * (1 + 2 * ROI_PAD), angle };
+  return { cx: roi.x + roi.width / 2, cy: roi.y + roi.height / 2, width: w * (1 + 2 * pad), height: h * (1 + 2 * pad), angle };
 }
 
 /** A view's corners in image pixels (x right, y down), upright top-left first, clockwise on screen. */
@@ -92,12 +92,12 @@ export function padRoi(roi: Box, imageWidth: number, imageHeight: number, pad = 
 
 /**
  * What of an image a date or mint model reads, given the ROI file's box: the region to decode (`crop`) and, when
- * read upright (`align`: the coin's angle and the fallback aspect), the view in that region's pixels. Training,
- * evaluation and prediction all place their ROIs through here.
+ * read upright (`align`: the coin's angle and the fallback aspect), the view in that region's pixels; `pad`: the
+ * config's roi_pad. Training, evaluation and prediction all place their ROIs through here.
  */
-export function roiRegion(roi: Box, imageWidth: number, imageHeight: number, align?: { angle: number; aspect: number }): { crop: Box; view?: View } {
-  if (!align) return { crop: padRoi(roi, imageWidth, imageHeight) };
-  const v = alignedView(roi, align.angle, align.aspect);
+export function roiRegion(roi: Box, imageWidth: number, imageHeight: number, align?: { angle: number; aspect: number }, pad = ROI_PAD): { crop: Box; view?: View } {
+  if (!align) return { crop: padRoi(roi, imageWidth, imageHeight, pad) };
+  const v = alignedView(roi, align.angle, align.aspect, pad);
   const crop = viewBounds(v, imageWidth, imageHeight);
   return { crop, view: { ...v, cx: v.cx - crop.x, cy: v.cy - crop.y } };
 }

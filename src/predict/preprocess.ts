@@ -1,8 +1,8 @@
 // One preprocess for prediction: the trainer's eval transform itself (data/images.ts decode + render without
 // augmentation; ROIs placed by data/roi.ts roiRegion), driven by the recipe a model carries in its metadata, so a
 // photo reaches an exported model exactly as the validation images reached it in training.
-import sharp from 'sharp';
 import type { Box } from '../data/dataset.js';
+import { headerSize } from '../data/image-files.js';
 import { decode, recipeSpec, render, type PreprocessRecipe } from '../data/images.js';
 import { roiRegion } from '../data/roi.js';
 import { DataError, UsageError } from '../errors.js';
@@ -34,8 +34,7 @@ export const nameOf = (image: ImageInput) =>
 /** The image's width and height as displayed (EXIF orientation applied): the frame ROIs are given in. */
 export async function displayedSize(image: ImageInput): Promise<[number, number]> {
   try {
-    const { width, height } = (await sharp(sourceOf(image), { failOn: 'truncated' }).metadata()).autoOrient;
-    return [width, height];
+    return await headerSize(sourceOf(image));
   } catch (e) {
     throw new DataError(`cannot read ${nameOf(image)}: ${(e as Error).message}`);
   }
@@ -59,7 +58,7 @@ export async function preprocess(image: ImageInput, recipe: PreprocessRecipe, wh
     if (!(roi.width > 0 && roi.height > 0 && roi.x >= 0 && roi.y >= 0 && roi.x + roi.width <= width && roi.y + roi.height <= height)) {
       throw new UsageError(`ROI ${JSON.stringify(roi)} does not lie inside the ${width}x${height} image ${nameOf(image)}`);
     }
-    region = roiRegion(roi, width, height, recipe.alignRoi ? { angle: where.angle!, aspect: recipe.roiAspect ?? 1 } : undefined);
+    region = roiRegion(roi, width, height, recipe.alignRoi ? { angle: where.angle!, aspect: recipe.roiAspect ?? 1 } : undefined, recipe.roiPad);
   }
   const dst = out ?? new Float32Array(3 * spec.height * spec.width);
   let decoded;

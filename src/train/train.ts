@@ -231,15 +231,25 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   // a distributed run: every rank joins before any writes, so that the others never start on a run rank 0 refused
   const group = rank && rank.worldSize > 1 ? await RankGroup.join(rank) : undefined;
   try {
-    return await runAs(group, cfg, key, labelMap, numClasses, graph, resume, index, options, began);
+    return await runAs({ cfg, graph, resume, index, began }, options, group);
   } finally {
     group?.close();
   }
 }
 
+/** What train() has checked and read before a run writes anything. */
+interface Prepared {
+  cfg: TrainingConfig;
+  graph: Graph;
+  resume: Checkpoint | null;
+  index: DatasetIndex;
+  /** performance.now() when train() was called */
+  began: number;
+}
+
 /** The run of one process: all of it, or one rank's part of a distributed run (rank 0 writes every file). */
-async function runAs(group: RankGroup | undefined, cfg: TrainingConfig, key: ModelKey, labelMap: Record<string, string>, numClasses: number,
-  graph: Graph, resume: Checkpoint | null, index: DatasetIndex, options: TrainOptions, began: number): Promise<TrainResult> {
+async function runAs({ cfg, graph, resume, index, began }: Prepared, options: TrainOptions, group?: RankGroup): Promise<TrainResult> {
+  const key = cfg.model_type, labelMap = labelMapOf(key), numClasses = Object.keys(labelMap).length;
   const leader = !group || group.leader;
   if (leader) prepareOutputs(cfg);
   const stamp = timestamp();
@@ -547,35 +557,43 @@ export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 
  * fp32 file is written alone, its parity unchecked.
  */
 export async function exportCheckpoint(checkpoint: string, options: ExportOptions = {}): Promise<ExportResult> {
-  const ckpt = await loadCheckpoint(checkpoint);
-  const cfg = configOfCheckpoint(ckpt, checkpoint, options);
-  if (options.output) cfg.output_dir = options.output;
-  if (options.int8 === false) cfg.quantize = false;
-  const labelMap = labelMapOf(cfg.model_type);
-  checkFits(ckpt, cfg, Object.keys(labelMap).length, checkpoint);
+  const { ckpt, cfg } = await openCheckpoint(checkpoint, options);
   checkDeviceOf(cfg);
-  const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
-  for (const dir of EXPORT_DIRS(cfg)) checkWritable(dir);
-  const stamp = timestamp();
-  const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
-  const { index, sources } = await exportImages(cfg, ckpt, calibration, options.calibration, log);
+  const { stamp, log, index, sources } = await checkpointRun(ckpt, cfg, options, EXPORT_DIRS(cfg));
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
   await locateRois(cfg, index, log, ckpt.roiLocator);
   const model = await modelFor(cfg, ckpt.numClasses);
   try {
     checkParamsFit(checkpoint, ckpt.params, model.graph.params);
     model.setParams(ckpt.params);
-    return await exportModels({ model, cfg, index, labelMap, stamp, pretrained: ckpt.pretrained, log, signal: options.signal, saved: checkpoint, sources });
+    return await exportModels({ model, cfg, index, labelMap: labelMapOf(cfg.model_type), stamp, pretrained: ckpt.pretrained, log, signal: options.signal, saved: checkpoint, sources });
   } finally {
     model.dispose();
   }
 }
 
-/** The config stored in a checkpoint, with the caller's overrides; or `configFile`'s section when one is given. */
-function configOfCheckpoint(ckpt: Checkpoint, checkpoint: string, options: ExportOptions): TrainingConfig {
+/**
+ * A checkpoint and the config it is exported with: the one stored in it, or `configFile`'s section when one is given,
+ * with the caller's overrides (output folder, no int8); its weights checked against that config's model.
+ */
+async function openCheckpoint(checkpoint: string, options: ExportOptions): Promise<{ ckpt: Checkpoint; cfg: TrainingConfig }> {
+  const ckpt = await loadCheckpoint(checkpoint);
   // checkpoints of earlier versions stored the config file's name beside the config
   const { configFile: _, ...stored } = (ckpt.config ?? {}) as Record<string, unknown>;
-  return resolveConfig(ckpt.config?.model_type ?? '', options, options.configFile ? undefined : { section: stored, from: `${checkpoint} (its config)` });
+  const cfg = resolveConfig(ckpt.config?.model_type ?? '', options, options.configFile ? undefined : { section: stored, from: `${checkpoint} (its config)` });
+  if (options.output) cfg.output_dir = options.output;
+  if (options.int8 === false) cfg.quantize = false;
+  checkFits(ckpt, cfg, Object.keys(labelMapOf(cfg.model_type)).length, checkpoint);
+  return { ckpt, cfg };
+}
+
+/** What exporting a checkpoint writes with: `dirs` checked writable first, a run stamp and log, the images it reads. */
+async function checkpointRun(ckpt: Checkpoint, cfg: TrainingConfig, options: ExportOptions, dirs: string[]) {
+  const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
+  for (const dir of dirs) checkWritable(dir);
+  const stamp = timestamp();
+  const log = new RunLog(path.join('output', 'training_logs', `${cfg.model_type}_${stamp}.log`), options.quiet);
+  return { stamp, log, ...await exportImages(cfg, ckpt, calibration, options.calibration, log) };
 }
 
 export type Imx500Options = Omit<ExportOptions, 'int8'>;
@@ -593,17 +611,9 @@ export interface Imx500Result extends Imx500Conversion {
  */
 export async function imx500Checkpoint(checkpoint: string, options: Imx500Options = {}): Promise<Imx500Result> {
   imx500Python();   // set up? (before anything is read)
-  const ckpt = await loadCheckpoint(checkpoint);
-  const cfg = configOfCheckpoint(ckpt, checkpoint, options);
-  const key = cfg.model_type;
-  checkFits(ckpt, cfg, Object.keys(labelMapOf(key)).length, checkpoint);
-  const calibration = options.calibration ? listImages([options.calibration]).map((f) => f.file) : undefined;
-  const outDir = options.output ?? cfg.output_dir;
-  checkWritable(outDir);
-  const stamp = timestamp();
-  const log = new RunLog(path.join('output', 'training_logs', `${key}_${stamp}.log`), options.quiet);
-  const { index, sources } = await exportImages({ ...cfg, quantize: false }, ckpt, calibration, options.calibration, log);
-  return sonyImx500({ cfg, numClasses: ckpt.numClasses, checkpoint, index, calibrationFrom: sources.train, log, dir: path.join(outDir, `${key}_${stamp}_imx500`) });
+  const { ckpt, cfg } = await openCheckpoint(checkpoint, { ...options, int8: false });   // MCT quantizes; no onnxruntime int8
+  const { stamp, log, index, sources } = await checkpointRun(ckpt, cfg, options, [cfg.output_dir]);
+  return sonyImx500({ cfg, numClasses: ckpt.numClasses, checkpoint, index, calibrationFrom: sources.train, log, dir: path.join(cfg.output_dir, `${cfg.model_type}_${stamp}_imx500`) });
 }
 
 /**
