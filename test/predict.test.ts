@@ -12,7 +12,7 @@ import { imageSpec } from '../src/data/images.js';
 import { decodeModel, encodeModel } from '../src/export/onnx-proto.js';
 import { circleIn, findCoin, iou, learnRoiLocator, placeRoi, roiTemplate } from '../src/predict/locate.js';
 import { loadModel } from '../src/predict/model.js';
-import { preprocess } from '../src/predict/preprocess.js';
+import { decodeInput, preprocess } from '../src/predict/preprocess.js';
 import { readCoin } from '../src/predict/read-coin.js';
 import { train, type TrainResult } from '../src/train/train.js';
 import { ROOT, runCli, scratchRun } from './helpers.js';
@@ -32,8 +32,12 @@ describe('preprocess()', () => {
       const recipe = JSON.parse(JSON.stringify(preprocessRecipe(cfg, index.roiAspect)));   // as read back from metadata
       const n = 3 * cfg.img_size[0] * cfg.img_size[1];
       for (const [i, s] of samples.entries()) {
-        const mine = await preprocess(fs.readFileSync(s.file), recipe, { roi: s.roi, angle: s.angle });
-        expect(Buffer.from(mine.buffer).equals(Buffer.from(batch.pixels.buffer, i * n * 4, n * 4)), s.uid).toBe(true);
+        const theirs = Buffer.from(batch.pixels.buffer, i * n * 4, n * 4);
+        // from the file's bytes, and from its pixels decoded once (as readCoins feeds every model)
+        for (const image of [fs.readFileSync(s.file), await decodeInput(s.file)]) {
+          const mine = await preprocess(image, recipe, { roi: s.roi, angle: s.angle });
+          expect(Buffer.from(mine.buffer).equals(theirs), s.uid).toBe(true);
+        }
       }
     });
   }

@@ -1,6 +1,8 @@
-// Image pipeline. sharp decodes each sample once — its region (the whole image, or a date/mint ROI's bounds),
-// resized so that what the model sees of it comes out at twice the model's input resolution — and a run keeps
-// those pixels in memory (ImageCache). Every epoch's train augmentation then runs in JS over them, as one pass per
+// Image pipeline. sharp decodes each sample once — the whole image to RGB as displayed (decodeImage), then its region
+// (the whole image, or a date/mint ROI's bounds) resized so that what the model sees of it comes out at twice the
+// model's input resolution — and a run keeps those pixels in memory (ImageCache). The two steps are separate so that
+// prediction decodes a photo once for all its models and still gets training's pixels bit for bit (JPEG
+// shrink-on-load, which a one-step decode uses for large reductions, would differ). Every epoch's train augmentation then runs in JS over them, as one pass per
 // output pixel: an inverse warp (fit, rotation, random resized crop, flip) that averages 2x2 bilinear samples per
 // output pixel, then colour jitter and normalisation as one affine colour map; Gaussian blur on the result. Sampling
 // from twice the resolution keeps the coins' pixel-wide relief: one bilinear sample at the output resolution halves
@@ -104,8 +106,24 @@ function viewScale(spec: ImageSpec, vw: number, vh: number): [number, number] {
   return [k, k];
 }
 
-/** What decode reads: an image (a path, or encoded bytes for prediction), the region of it and the view. */
-export type Region = Pick<Sample, 'width' | 'height' | 'crop' | 'view'> & { file: string | Buffer };
+/** An image decoded: RGB (HWC, 8 bits), as displayed (EXIF orientation applied), sRGB. */
+export interface RawImage {
+  raw: Buffer;
+  width: number;
+  height: number;
+}
+
+export const isRawImage = (v: unknown): v is RawImage => typeof v === 'object' && v !== null && !Buffer.isBuffer(v) && 'raw' in v;
+
+/** Decodes an image file or encoded bytes whole: the first step of decode(), and of prediction's one decode per photo. */
+export async function decodeImage(file: string | Buffer): Promise<RawImage> {
+  const { data, info } = await sharp(file, { failOn: 'truncated', autoOrient: true }).removeAlpha().toColourspace('srgb')
+    .raw().toBuffer({ resolveWithObject: true });
+  return { raw: data, width: info.width, height: info.height };
+}
+
+/** What decode reads: an image (a path, encoded bytes, or decoded pixels for prediction), the region of it and the view. */
+export type Region = Pick<Sample, 'width' | 'height' | 'crop' | 'view'> & { file: string | Buffer | RawImage };
 
 /** The region's box and the size it is decoded at: SUPERSAMPLE output pixels per view pixel on the finer axis. */
 function decodePlan(sample: Region, spec: ImageSpec) {
@@ -117,14 +135,15 @@ function decodePlan(sample: Region, spec: ImageSpec) {
 
 /**
  * Decodes the sample's region (its crop, if any) at the size decodePlan gives, with its view in those pixels. The
- * image is read as displayed: EXIF orientation is applied first (the constructor's autoOrient, so before extract
- * whatever the call order), as the sample's size, crop and view are in that frame.
+ * image is read as displayed (decodeImage: EXIF orientation applied), as the sample's size, crop and view are in that
+ * frame.
  */
 export async function decode(sample: Region, spec: ImageSpec): Promise<Decoded> {
   const plan = decodePlan(sample, spec);
-  let img = sharp(sample.file, { failOn: 'truncated', autoOrient: true }).removeAlpha().toColourspace('srgb');
-  if (sample.crop) img = img.extract({ left: plan.crop.x, top: plan.crop.y, width: plan.crop.width, height: plan.crop.height });
-  const { data, info } = await img.resize(plan.width, plan.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+  const image = isRawImage(sample.file) ? sample.file : await decodeImage(sample.file);
+  const { x, y, width, height } = plan.crop;
+  const { data, info } = await sharp(image.raw, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .extract({ left: x, top: y, width, height }).resize(plan.width, plan.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
   const d: Decoded = { data, width: info.width, height: info.height };
   if (sample.view) {
     const [sx, sy] = [info.width / plan.crop.width, info.height / plan.crop.height];

@@ -14,7 +14,7 @@ import type { Box, Sample } from '../data/dataset.js';
 import { exactUprightSize } from '../data/roi.js';
 import { DataError } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
-import { displayedSize, nameOf, sourceOf, type ImageInput } from './preprocess.js';
+import { decodeInput, nameOf, type ImageInput } from './preprocess.js';
 
 /** A coin in image pixels (as displayed: EXIF orientation applied). */
 export interface Coin {
@@ -38,13 +38,13 @@ const R_MIN = 0.2, R_MAX = 0.55;   // radii searched, as fractions of the shorte
 const EDGE_FRACTION = 0.12;   // the strongest pixels by gradient that vote
 
 /**
- * The coin in `image` (a path or encoded bytes), by its rim: the best-supported circle. `size`: the image's width and
- * height as displayed, when the caller knows them.
+ * The coin in `image` (a path, encoded bytes or decoded pixels), by its rim: the best-supported circle.
  */
-export async function findCoin(image: ImageInput, size?: [number, number]): Promise<Coin> {
-  const { data, info } = await sharp(sourceOf(image), { failOn: 'truncated', autoOrient: true })
+export async function findCoin(image: ImageInput): Promise<Coin> {
+  const { decoded: img } = await decodeInput(image);   // as every model reads it, whether training learns or prediction uses the locator
+  const { data, info } = await sharp(img.raw, { raw: { width: img.width, height: img.height, channels: 3 } })
     .resize(WORK, WORK, { fit: 'inside' }).greyscale().raw().toBuffer({ resolveWithObject: true });
-  const width = size?.[0] ?? (await displayedSize(image))[0];
+  const width = img.width;
   let c: Coin;
   try {
     c = circleIn(data, info.width, info.height);
@@ -230,7 +230,7 @@ const LOCATOR_TRAIN = 400, LOCATOR_VAL = 200;
  */
 export async function learnRoiLocator(train: readonly Sample[], val: readonly Sample[]): Promise<{ template: RoiTemplate; valIou: number | null } | null> {
   const usable = (s: readonly Sample[], n: number) => s.filter((x) => x.roi && x.angle !== undefined).slice(0, n);
-  const withCoins = (s: Sample[]) => mapLimit(s, 4, async (x) => ({ roi: x.roi!, angle: x.angle!, coin: await findCoin(x.file, [x.width, x.height]), width: x.width, height: x.height }));
+  const withCoins = (s: Sample[]) => mapLimit(s, 4, async (x) => ({ roi: x.roi!, angle: x.angle!, coin: await findCoin(x.file), width: x.width, height: x.height }));
   const boxes = await withCoins(usable(train, LOCATOR_TRAIN));
   if (boxes.length < 3) return null;
   const template = roiTemplate(boxes);

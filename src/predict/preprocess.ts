@@ -3,21 +3,34 @@
 // photo reaches an exported model exactly as the validation images reached it in training.
 import type { Box } from '../data/dataset.js';
 import { headerSize } from '../data/image-files.js';
-import { decode, recipeSpec, render, type PreprocessRecipe } from '../data/images.js';
+import { decode, decodeImage, isRawImage, recipeSpec, render, type PreprocessRecipe, type RawImage } from '../data/images.js';
 import { roiRegion } from '../data/roi.js';
 import { DataError, UsageError } from '../errors.js';
 
 /** An image to read: a path, or the bytes of an encoded image (JPEG, PNG, WebP, ...), bare or with a name for messages. */
 export type ImageInput = string | Buffer | NamedImage;
 
-/** Encoded image bytes and the name messages call them by (readCoins reads each file once, then works from these). */
-export interface NamedImage {
-  name: string;
-  bytes: Buffer;
-}
+/**
+ * An image and the name messages call it by: its encoded bytes, or its pixels already decoded (decodeInput; readCoins
+ * decodes each photo once, and every model and the coin search read those pixels).
+ */
+export type NamedImage = { name: string; bytes: Buffer } | DecodedImage;
+export type DecodedImage = { name: string; decoded: RawImage };
 
-/** What sharp reads: the path or the bytes. */
-export const sourceOf = (image: ImageInput): string | Buffer => (typeof image === 'string' || Buffer.isBuffer(image) ? image : image.bytes);
+/** What the image pipeline reads: the path, the bytes or the decoded pixels. */
+export const sourceOf = (image: ImageInput): string | Buffer | RawImage =>
+  (typeof image === 'string' || Buffer.isBuffer(image) ? image : 'decoded' in image ? image.decoded : image.bytes);
+
+/** The image decoded once, as displayed, named for messages. */
+export async function decodeInput(image: ImageInput): Promise<DecodedImage> {
+  if (typeof image === 'object' && 'decoded' in image) return image;
+  const src = sourceOf(image) as string | Buffer;
+  try {
+    return { name: nameOf(image), decoded: await decodeImage(src) };
+  } catch (e) {
+    throw new DataError(`cannot read ${nameOf(image)}: ${(e as Error).message}`);
+  }
+}
 
 /** Where on the image a date or mint model reads. */
 export interface RoiPlacement {
@@ -33,8 +46,10 @@ export const nameOf = (image: ImageInput) =>
 
 /** The image's width and height as displayed (EXIF orientation applied): the frame ROIs are given in. */
 export async function displayedSize(image: ImageInput): Promise<[number, number]> {
+  const src = sourceOf(image);
+  if (isRawImage(src)) return [src.width, src.height];
   try {
-    return await headerSize(sourceOf(image));
+    return await headerSize(src);
   } catch (e) {
     throw new DataError(`cannot read ${nameOf(image)}: ${(e as Error).message}`);
   }

@@ -1,6 +1,7 @@
 // Reading a whole coin: side -> (obverse) orientation -> the date and the mint mark, each read where the ROI lies on
-// the coin turned by the angle found. Batched stage by stage (every image's side, then the obverses' angles, ...), so
-// each model runs full batches; an image that cannot be read gets its error, the others go on.
+// the coin turned by the angle found. Images go in chunks of a few batches: each photo is decoded once, then stage by
+// stage (the chunk's sides, then its obverses' angles, ...) so each model runs full batches, and memory holds one
+// chunk's pixels however many photos there are; an image that cannot be read gets its error, the others go on.
 import fs from 'node:fs';
 import path from 'node:path';
 import { MODEL_KEYS, type ModelKey } from '../config/config.js';
@@ -9,7 +10,7 @@ import { DataError, UsageError } from '../errors.js';
 import { mapLimit } from '../util/concurrency.js';
 import { findCoin, placeRoi, type Coin } from './locate.js';
 import { loadModel, type Classification, type LoadedModel } from './model.js';
-import { displayedSize, type ImageInput } from './preprocess.js';
+import { decodeInput, type DecodedImage, type ImageInput } from './preprocess.js';
 
 export type CoinModels = Partial<Record<ModelKey, LoadedModel>>;
 
@@ -54,27 +55,40 @@ export async function readCoin(image: ImageInput, models: CoinModels, options: R
   return r;
 }
 
+/** Batches of images a chunk holds: enough for full batches per model, few enough to bound memory. */
+const CHUNK_BATCHES = 4;
+
 /** Reads many coins, batch by batch per model; an image that fails carries `error` and drops out of later stages. */
 export async function readCoins(images: readonly ImageInput[], models: CoinModels, options: ReadOptions = {}): Promise<CoinReading[]> {
   if (!Object.keys(models).length) throw new UsageError('readCoin needs at least one model');
+  const chunk = CHUNK_BATCHES * (options.batchSize ?? 16);
+  const out: CoinReading[] = [];
+  for (let at = 0; at < images.length; at += chunk) {
+    const roi = Array.isArray(options.roi) ? options.roi.slice(at, at + chunk) : options.roi;
+    out.push(...await readChunk(images.slice(at, at + chunk), models, { ...options, roi }));
+  }
+  return out;
+}
+
+async function readChunk(images: readonly ImageInput[], models: CoinModels, options: ReadOptions): Promise<CoinReading[]> {
   const out: CoinReading[] = images.map((im) => ({ image: typeof im === 'string' ? im : Buffer.isBuffer(im) ? `<${im.length} bytes>` : im.name }));
-  // each file is read once; every stage (and its decode) then works from the bytes
-  const inputs: ImageInput[] = [...images];
-  const sizes: ([number, number] | undefined)[] = await mapLimit(images, 8, async (im, i) => {
+  // each photo is read and decoded once; every stage and the coin search read its pixels
+  const inputs: (DecodedImage | undefined)[] = await mapLimit(images, 4, async (im, i) => {
     try {
-      if (typeof im === 'string') {
-        inputs[i] = { name: im, bytes: await fs.promises.readFile(im).catch((e: NodeJS.ErrnoException) => { throw new DataError(`cannot read ${im}: ${e.code ?? e.message}`); }) };
-      }
-      return await displayedSize(inputs[i]);
+      const bytes = typeof im === 'string'
+        ? await fs.promises.readFile(im).catch((e: NodeJS.ErrnoException) => { throw new DataError(`cannot read ${im}: ${e.code ?? e.message}`); })
+        : undefined;
+      return await decodeInput(bytes ? { name: im as string, bytes } : im);
     } catch (e) {
       out[i].error = (e as Error).message;
       return undefined;
     }
   });
+  const sizes = inputs.map((d) => d && ([d.decoded.width, d.decoded.height] as [number, number]));
   const live = (keep: (r: CoinReading) => boolean = () => true) => out.flatMap((r, i) => (!r.error && keep(r) ? [i] : []));
   /** classifies the images `idx` with `model`, each with its ROI placement; a failing batch is retried one by one */
   const stage = async (model: LoadedModel, idx: number[], where: (i: number) => { roi?: Box; angle?: number }) => {
-    const items = idx.map((i) => ({ image: inputs[i], size: sizes[i], ...where(i) }));
+    const items = idx.map((i) => ({ image: inputs[i]!, size: sizes[i], ...where(i) }));
     const opts = { topK: options.topK, batchSize: options.batchSize };
     try {
       return await model.classifyMany(items, opts);
@@ -118,7 +132,7 @@ export async function readCoins(images: readonly ImageInput[], models: CoinModel
         return;
       }
       try {
-        r.coin ??= await findCoin(inputs[i], sizes[i]);
+        r.coin ??= await findCoin(inputs[i]!);
       } catch (e) {
         r.error = `${key}: ${(e as Error).message}`;
         return;
