@@ -92,11 +92,13 @@ Example (the original's sanity run):
     .option('--device <device>', 'cpu, cuda or cuda:N')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads', positiveInt('--threads'))
+    .option('--set <key=value>', 'override a config key of the checkpoint\'s (calibration_method=percentile); repeatable',
+      (v: string, prev: string[] = []) => [...prev, v])
     .showHelpAfterError('(penny-train export --help shows the usage)')
     .action(async (o) => {
       await exportCheckpoint(o.checkpoint, {
         configFile: o.config_file, dataExamples: o.data_examples, device: o.device, backend: o.backend, threads: o.threads,
-        output: o.output, int8: o.int8, calibration: o.calibration,
+        output: o.output, int8: o.int8, calibration: o.calibration, set: o.set ? parseSettings(o.set) : undefined,
         signal: stopOnSignals().signal,
       });
     });

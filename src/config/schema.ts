@@ -56,9 +56,9 @@ function augmentSchema(key: ModelKey) {
     /** orientation: the rotation (any angle up to rotation_deg) turns the label with the coin */
     rotate_relabel: bool().default(false),
     /**
-     * date and mint: the ROI box moved by up to this fraction of its width/height and scaled by 1 +- it (what falls
-     * outside the box reads its edge, as letterbox's fill), so a model reads boxes drawn less exactly than the ROI
-     * file's, such as prediction's located ones; 0: the box as given
+     * date and mint: the ROI box moved by up to this fraction of its shorter side, across and along, and scaled by
+     * 1 +- it (what falls outside the box reads its edge, as letterbox's fill), so a model reads boxes drawn less
+     * exactly than the ROI file's, such as prediction's located ones; 0: the box as given
      */
     roi_jitter: num(0, 0.5).default(0),
   }, { error: 'must be a mapping of augmentation settings' }).strict();

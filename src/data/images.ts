@@ -239,9 +239,11 @@ function drawTrain(d: Decoded, spec: ImageSpec, aug: Augment, rng: Rng): { place
   const flip = rng.next() < aug.hflip_p;
   const placement = { rotation, zoom, ox, oy, flip };
   if (aug.roi_jitter > 0) {   // drawn last, so a config without it keeps every earlier draw
-    const j = aug.roi_jitter;
-    placement.ox += uniform(rng, -j, j) * view.width;
-    placement.oy += uniform(rng, -j, j) * view.height;
+    // moves in units of the view's shorter side along both axes: a located box's error is about as many pixels
+    // across as along (the coin's centre, the angle's swing), and a date's width would make its digits slide
+    const j = aug.roi_jitter, side = Math.min(view.width, view.height);
+    placement.ox += uniform(rng, -j, j) * side;
+    placement.oy += uniform(rng, -j, j) * side;
     placement.zoom *= uniform(rng, 1 - j, 1 + j);
   }
   return { placement, colour: colourMatrix(brightness, saturation, hue, contrast), sigma };

@@ -6,7 +6,7 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { checkBackendDevice } from '../backend/index.js';
 import { nativeInfo } from '../backend/native.js';
-import { DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
+import { applySettings, DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex, type Sample } from '../data/dataset.js';
 import { listImages, unlabelledSamples } from '../data/image-files.js';
 import { ImageCache, imageSpec } from '../data/images.js';
@@ -105,7 +105,8 @@ export interface TrainResult {
  */
 export function resolveConfig(modelKey: string, o: TrainOptions, stored?: { section: unknown; from: string }): TrainingConfig {
   const configFile = stored?.from ?? o.configFile ?? DEFAULT_CONFIG_FILE;
-  const cfg = { ...(stored ? validateSection(stored.section, modelKey, stored.from) : loadConfig(modelKey, configFile, o.set)) };
+  const cfg = { ...(stored ? validateSection(o.set ? applySettings(stored.section as Record<string, unknown>, o.set) : stored.section, modelKey, stored.from)
+    : loadConfig(modelKey, configFile, o.set)) };
   const overrides: [string, keyof TrainingConfig, unknown][] = [
     ['--epochs', 'num_epochs', o.epochs], ['--batch_size', 'batch_size', o.batchSize], ['--device', 'device', o.device],
     ['--backend', 'backend', o.backend], ['--threads', 'threads', o.threads],
@@ -541,7 +542,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
   }
 }
 
-export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 'batchSize' | 'onEpoch' | 'overwrite' | 'set'> {
+export interface ExportOptions extends Omit<TrainOptions, 'resume' | 'epochs' | 'batchSize' | 'onEpoch' | 'overwrite'> {
   /** the folder for the ONNX files (default: the config's output_dir) */
   output?: string;
   /** false: the fp32 ONNX only */
