@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { metadataOf, readModel } from '../src/export/onnx-proto.js';
 import { listFiles, ROOT, runCli, scratchRun, waitForFile } from './helpers.js';
 
 const SANITY = ['-m', 'side', '--epochs', '1', '--batch_size', '8', '--device', 'cpu', '--data_examples'];
@@ -66,10 +67,12 @@ describe('penny-train CLI', () => {
     expect(alone.stdout).toMatch(/^INT8: skipped, no images to calibrate on \(the training data is absent\)/m);
     expect(listFiles(path.join(bare, 'fp32-only'))).toEqual([expect.stringMatching(/^mint_\d{8}-\d{6}_fp32\.onnx$/)]);
     const examples = path.join(ROOT, 'data_examples');
-    const calibrated = await runCli(['export', '--checkpoint', 'mint_best.pt', '--output', 'both', '--calibration', examples], bare);
+    const calibrated = await runCli(['export', '--checkpoint', 'mint_best.pt', '--output', 'both', '--calibration', examples, '--set', 'calibration_method=percentile'], bare);
     expect(calibrated.code, calibrated.stderr).toBe(0);
     expect(calibrated.stdout).toContain(`ONNX parity (onnxruntime vs native, 8 images of ${examples}): max |diff| `);
     expect(listFiles(path.join(bare, 'both')).map((f) => f.replace(/\d{8}-\d{6}/, 'T')).sort()).toEqual(['mint_T_fp32.onnx', 'mint_T_int8.onnx']);
+    const int8File = listFiles(path.join(bare, 'both')).find((f) => f.endsWith('_int8.onnx'))!;
+    expect(metadataOf(readModel(path.join(bare, 'both', int8File))).quantization).toMatch(/^static QDQ, percentile on /);   // --set reached the config
     const noInt8 = await runCli(['export', '--checkpoint', 'output/checkpoints/mint_best.pt', '--output', 'no-int8', '--no-int8', '--data_examples'], cwd);
     expect(noInt8.code, noInt8.stderr).toBe(0);
     expect(listFiles(path.join(cwd, 'no-int8'))).toEqual([expect.stringMatching(/_fp32\.onnx$/)]);
