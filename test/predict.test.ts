@@ -13,7 +13,7 @@ import { decodeModel, encodeModel } from '../src/export/onnx-proto.js';
 import { circleIn, findCoin, iou, learnRoiLocator, placeRoi, roiTemplate } from '../src/predict/locate.js';
 import { loadModel } from '../src/predict/model.js';
 import { decodeInput, preprocess } from '../src/predict/preprocess.js';
-import { readCoin } from '../src/predict/read-coin.js';
+import { readCoin, readCoins } from '../src/predict/read-coin.js';
 import { train, type TrainResult } from '../src/train/train.js';
 import { ROOT, runCli, scratchRun } from './helpers.js';
 
@@ -167,6 +167,26 @@ describe('trained models', () => {
       const reverse = meta.find((e) => e.side === 'reverse')!;
       const onReverse = await readCoin(path.join(ROOT, 'data_examples', reverse.uid), models, { angle: 0 });
       if (onReverse.side!.label !== 'obverse') expect(onReverse.date).toBeUndefined();
+    } finally {
+      await Promise.all(Object.values(models).map((m) => m.close()));
+    }
+  });
+
+  it('readCoins: chunk by chunk (4 batches each), every reading its own image\'s, per-image ROIs too, past a broken image', async () => {
+    const models = { side: await loadModel(path.join(cwd, runs.side!.onnx.fp32!)), date: await loadModel(path.join(cwd, runs.date!.onnx.fp32!)) };
+    try {
+      const files = meta.filter((e) => e.side === 'obverse').slice(0, 9).map((e) => path.join(ROOT, 'data_examples', e.uid));
+      const images = [...files.slice(0, 5), Buffer.from('not an image'), ...files.slice(5)];
+      const roi = images.map((im) => (typeof im === 'string' ? { date: rois[path.basename(im, '.jpg')].date_roi } : undefined));
+      const all = await readCoins(images, models, { batchSize: 2, roi, angle: 0 });   // chunks of 8: the broken one in the first
+      expect(all).toHaveLength(10);
+      expect(all[5].error).toMatch(/cannot read an image of 12 bytes/);
+      for (const [i, im] of images.entries()) {
+        if (i === 5) continue;
+        const one = await readCoin(im, models, { roi: roi[i], angle: 0 });
+        expect(all[i].error, all[i].image).toBeUndefined();
+        expect([all[i].image, all[i].side?.label, all[i].date?.label, all[i].date?.roi]).toEqual([one.image, one.side?.label, one.date?.label, one.date?.roi]);
+      }
     } finally {
       await Promise.all(Object.values(models).map((m) => m.close()));
     }

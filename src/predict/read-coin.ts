@@ -63,17 +63,24 @@ export async function readCoins(images: readonly ImageInput[], models: CoinModel
   if (!Object.keys(models).length) throw new UsageError('readCoin needs at least one model');
   const chunk = CHUNK_BATCHES * (options.batchSize ?? 16);
   const out: CoinReading[] = [];
-  for (let at = 0; at < images.length; at += chunk) {
+  // the next chunk is read and decoded while this one's models run
+  let next: Promise<Decoded> | null = images.length ? decodeChunk(images.slice(0, chunk)) : null;
+  for (let at = 0; next; at += chunk) {
+    const decoded = await next;
+    next = at + chunk < images.length ? decodeChunk(images.slice(at + chunk, at + 2 * chunk)) : null;
     const roi = Array.isArray(options.roi) ? options.roi.slice(at, at + chunk) : options.roi;
-    out.push(...await readChunk(images.slice(at, at + chunk), models, { ...options, roi }));
+    out.push(...await readChunk(decoded, models, { ...options, roi }));
   }
   return out;
 }
 
-async function readChunk(images: readonly ImageInput[], models: CoinModels, options: ReadOptions): Promise<CoinReading[]> {
+/** A chunk's readings so far (an image that could not be decoded has its error) and its pixels. */
+type Decoded = { out: CoinReading[]; inputs: (DecodedImage | undefined)[] };
+
+/** Each photo read and decoded once: every stage and the coin search read its pixels. */
+async function decodeChunk(images: readonly ImageInput[]): Promise<Decoded> {
   const out: CoinReading[] = images.map((im) => ({ image: typeof im === 'string' ? im : Buffer.isBuffer(im) ? `<${im.length} bytes>` : im.name }));
-  // each photo is read and decoded once; every stage and the coin search read its pixels
-  const inputs: (DecodedImage | undefined)[] = await mapLimit(images, 4, async (im, i) => {
+  const inputs = await mapLimit(images, 4, async (im, i) => {
     try {
       const bytes = typeof im === 'string'
         ? await fs.promises.readFile(im).catch((e: NodeJS.ErrnoException) => { throw new DataError(`cannot read ${im}: ${e.code ?? e.message}`); })
@@ -84,6 +91,10 @@ async function readChunk(images: readonly ImageInput[], models: CoinModels, opti
       return undefined;
     }
   });
+  return { out, inputs };
+}
+
+async function readChunk({ out, inputs }: Decoded, models: CoinModels, options: ReadOptions): Promise<CoinReading[]> {
   const sizes = inputs.map((d) => d && ([d.decoded.width, d.decoded.height] as [number, number]));
   const live = (keep: (r: CoinReading) => boolean = () => true) => out.flatMap((r, i) => (!r.error && keep(r) ? [i] : []));
   /** classifies the images `idx` with `model`, each with its ROI placement; a failing batch is retried one by one */
