@@ -352,19 +352,29 @@ function warpInto(d: Decoded, spec: ImageSpec, w: Warp, colour: ColourMatrix, ou
   }
 }
 
-/** Adds the bilinear sample at (x, y) to acc; what lies outside the region reads as black (the rotated canvas's). */
-function bilinear({ data, width, height }: Decoded, x: number, y: number, acc: Float64Array): void {
+/**
+ * Adds the bilinear sample at (x, y) to acc; what lies outside the region reads as black (the rotated canvas's).
+ * The interior case is kept small, so that the optimiser inlines it into warpInto's loop; edges go to bilinearEdge.
+ */
+function bilinear(d: Decoded, x: number, y: number, acc: Float64Array): void {
   const xi = Math.floor(x), yi = Math.floor(y);
-  const fx = x - xi, fy = y - yi;
-  const row = width * 3;
-  if (xi >= 0 && yi >= 0 && xi + 1 < width && yi + 1 < height) {
-    const p = yi * row + xi * 3, q = p + row;
+  const { data, width } = d;
+  if (xi >= 0 && yi >= 0 && xi + 1 < width && yi + 1 < d.height) {
+    const fx = x - xi, fy = y - yi;
+    const p = (yi * width + xi) * 3, q = p + width * 3;
     const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
     acc[0] += w00 * data[p] + w01 * data[p + 3] + w10 * data[q] + w11 * data[q + 3];
     acc[1] += w00 * data[p + 1] + w01 * data[p + 4] + w10 * data[q + 1] + w11 * data[q + 4];
     acc[2] += w00 * data[p + 2] + w01 * data[p + 5] + w10 * data[q + 2] + w11 * data[q + 5];
-    return;
+  } else {
+    bilinearEdge(d, x, y, xi, yi, acc);
   }
+}
+
+/** bilinear() where some of the four pixels lie outside the region (they add nothing). */
+function bilinearEdge({ data, width, height }: Decoded, x: number, y: number, xi: number, yi: number, acc: Float64Array): void {
+  const fx = x - xi, fy = y - yi;
+  const row = width * 3;
   for (let k = 0; k < 4; k++) {
     const xx = xi + (k & 1), yy = yi + (k >> 1);
     if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
