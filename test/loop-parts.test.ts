@@ -7,6 +7,7 @@ import { RunLog, timestamp } from '../src/train/log.js';
 import { angleBetween, macroF1, metricsText, Tally } from '../src/train/metrics.js';
 import { softTargets } from '../src/train/targets.js';
 import { lrAt } from '../src/train/schedule.js';
+import { betterEpoch } from '../src/train/train.js';
 
 describe('schedule', () => {
   const s = { baseLr: 1e-3, etaMin: 1e-5, warmupSteps: 10, totalSteps: 110 };
@@ -104,5 +105,16 @@ describe('run log', () => {
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
     expect(lines.map((l) => l.replace(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /, ''))).toEqual([...printed, 'config: {}']);
     expect(timestamp(new Date(2026, 10, 28, 4, 45, 0))).toBe('20261128-044500');
+  });
+});
+
+describe('the best epoch', () => {
+  it('is a higher select_best_by score, or the same score at a lower validation loss', () => {
+    expect(betterEpoch(0.2, 5, { score: -Infinity, loss: Infinity })).toBe(true);   // the first epoch
+    expect(betterEpoch(0.9, 0.5, { score: 0.8, loss: 0.1 })).toBe(true);
+    expect(betterEpoch(0.8, 0.01, { score: 0.9, loss: 0.9 })).toBe(false);
+    expect(betterEpoch(1, 0.02, { score: 1, loss: 0.03 })).toBe(true);   // val all right again, and surer
+    expect(betterEpoch(1, 0.03, { score: 1, loss: 0.03 })).toBe(false);
+    expect(betterEpoch(1, 0.04, { score: 1, loss: 0.03 })).toBe(false);
   });
 });

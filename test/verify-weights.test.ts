@@ -56,7 +56,7 @@ describe('checkpoints', () => {
     await saveCheckpoint(good, model, {
       position: { epoch: 0, batch: 1, step: 1 }, schedule: { baseLr: 1e-3, etaMin: 1e-6, warmupSteps: 2, totalSteps: 40 },
       bestValF1: -1, config: { num_epochs: 4, seed: 1, model_type: 'side' } as TrainingConfig, labelMap: LABELS, backbone: 'cnn_small',
-      numClasses: 5, pretrained: null, seed: 1, progress: null, valMetrics: null, bestScore: -Infinity, roiAspect: null, roiLocator: { u: 0.5, v: 0.25, width: 0.4, height: 0.2, boxes: 10 }, runId: 'test-run',
+      numClasses: 5, pretrained: null, seed: 1, progress: null, valMetrics: null, bestScore: -Infinity, bestValLoss: Infinity, roiAspect: null, roiLocator: { u: 0.5, v: 0.25, width: 0.4, height: 0.2, boxes: 10 }, runId: 'test-run',
     });
     goodBytes = fs.readFileSync(good);
   });
@@ -75,6 +75,7 @@ describe('checkpoints', () => {
     const c = await loadCheckpoint(good);
     expect(c.position).toEqual({ epoch: 0, batch: 1, step: 1 });
     expect(c.bestScore).toBe(-Infinity);
+    expect(c.bestValLoss).toBe(Infinity);
     expect(c.roiLocator).toEqual({ u: 0.5, v: 0.25, width: 0.4, height: 0.2, boxes: 10 });
     expect(Object.keys(c.optimizer).length).toBeGreaterThan(0);
     expect(() => checkParamsFit(good, c.params, model.graph.params)).not.toThrow();

@@ -1,6 +1,6 @@
 // Checkpoints: a dict that Python's torch.load(path, weights_only=True) reads, written atomically (src/util/atomic.ts).
 // Keys: epoch, model_state, optimizer_state, scheduler_state, best_val_f1, config, label_map (the original's), plus
-// rng_state, progress, backbone, num_classes, pretrained, val_metrics (the epoch's), best_score (select_best_by's,
+// rng_state, progress, backbone, num_classes, pretrained, val_metrics (the epoch's), best_score (select_best_by's, best_val_loss its tie-break,
 // higher is better), roi_aspect (align_roi's upright ROI aspect) and run_id (the run that wrote it: a _best.pt of
 // another run is never tested or exported in this one's place).
 import fs from 'node:fs';
@@ -43,6 +43,8 @@ export interface Checkpoint {
   valMetrics: Metrics | null;
   /** the best epoch's select_best_by score, higher is better (angle_mae: its negative) */
   bestScore: number;
+  /** the best epoch's validation loss, which breaks a tie of bestScore (Infinity before the first epoch, and in older checkpoints) */
+  bestValLoss: number;
   /** align_roi: the upright ROI aspect the run measured on its training ROIs */
   roiAspect: number | null;
   /** the run that wrote it (absent in checkpoints from before run ids: '') */
@@ -84,6 +86,7 @@ export async function saveCheckpoint(file: string, model: PennyModel, c: Omit<Ch
     pretrained: c.pretrained,
     val_metrics: c.valMetrics,
     best_score: c.bestScore,
+    best_val_loss: c.bestValLoss,
     roi_aspect: c.roiAspect,
     roi_locator: c.roiLocator,
     run_id: c.runId,
@@ -164,6 +167,7 @@ function checkpointProblems(d: Dict): string[] {
 
   want(finite(d.best_val_f1) && d.best_val_f1 >= -1 && d.best_val_f1 <= 1, 'best_val_f1', d.best_val_f1, 'a number from -1 to 1');
   // -Infinity is "no best epoch yet": what a run interrupted in its first epoch saves
+  if (d.best_val_loss !== undefined) want(typeof d.best_val_loss === 'number' && !Number.isNaN(d.best_val_loss), 'best_val_loss', d.best_val_loss, 'a number');
   if (d.best_score !== undefined) want(typeof d.best_score === 'number' && (finite(d.best_score) || d.best_score === -Infinity), 'best_score', d.best_score, 'a finite number (or -Infinity before the first epoch)');
   if (d.roi_aspect !== undefined && d.roi_aspect !== null) want(finite(d.roi_aspect) && d.roi_aspect > 0, 'roi_aspect', d.roi_aspect, 'a positive number or None');
   if (d.roi_locator !== undefined && d.roi_locator !== null) {
@@ -272,6 +276,7 @@ export async function loadCheckpoint(file: string): Promise<Checkpoint> {
     valMetrics: (d.val_metrics as Metrics | null) ?? null,
     // checkpoints from before select_best_by chose by macro-F1
     bestScore: typeof d.best_score === 'number' ? d.best_score : d.best_val_f1 as number,
+    bestValLoss: typeof d.best_val_loss === 'number' ? d.best_val_loss : Infinity,
     roiAspect: typeof d.roi_aspect === 'number' ? d.roi_aspect : null,
     roiLocator: (d.roi_locator as RoiTemplate | undefined) ?? null,
     runId: typeof d.run_id === 'string' ? d.run_id : '',
