@@ -146,7 +146,7 @@ export async function runLearning(ctx: BenchContext): Promise<PartResult> {
     head: ['run', 'train/val/test', 'epochs', 'minutes', 'test acc %', 'angle MAE deg', 'acc +-1 %', 'int8 acc / agree %', 'target'],
     rows,
     notes: [
-      `synthetic pennies (scripts/synth-pennies.ts, seed ${SEED}) in ${data}; each run reads the first N images (side 4,000, orientation 5,000, date and mint 4,000): ${runs.map((r) => `${r.name}: ${r.why}`).join('; ')}`,
+      `synthetic pennies (scripts/synth-pennies.ts, seed ${SEED}) in ${data}; each run reads the first N images (side 4,000, orientation and date 5,000, mint 4,000): ${runs.map((r) => `${r.name}: ${r.why}`).join('; ')}`,
       `configs/edge.yaml (cnn_small from random init); ${ctx.threads} threads; minutes include evaluation and, for the main runs, the fp32 + int8 export and their comparison`,
       `the main runs' models are kept in ${LEARNED_MODELS} for \`npm run bench -- predict\``,
     ],
