@@ -78,7 +78,9 @@ describe('distributed training (2 ranks, Gloo on loopback)', () => {
       const b = (await stateOf(path.join(two.cwd, r.checkpoints.last))).model_state;
       return Math.max(...Object.keys(a).map((k) => maxAbsDiff(a[k].data, b[k].data)));
     };
-    expect(await worst(true)).toBeLessThanOrEqual(1e-5);   // measured 4.8e-7 (running_var)
+    // rounding alone: the two runs sum in other orders (a rank's half-batch, then the allreduce). Measured 4.8e-7 on an
+    // AVX-512 VM, 2.3e-5 and 1.2e-4 on an AVX2 one (BN running statistics, then conv weights after 30 AdamW steps)
+    expect(await worst(true)).toBeLessThanOrEqual(5e-4);
     expect(await worst(false)).toBeGreaterThan(1e-2);       // measured 0.2: half-batch statistics
   }, 300_000);
 
