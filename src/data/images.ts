@@ -2,11 +2,12 @@
 // (the whole image, or a date/mint ROI's bounds) resized so that what the model sees of it comes out at twice the
 // model's input resolution — and a run keeps those pixels in memory (ImageCache). The two steps are separate so that
 // prediction decodes a photo once for all its models and still gets training's pixels bit for bit (JPEG
-// shrink-on-load, which a one-step decode uses for large reductions, would differ). Every epoch's train augmentation then runs in JS over them, as one pass per
-// output pixel: an inverse warp (fit, rotation, random resized crop, flip) that averages 2x2 bilinear samples per
-// output pixel, then colour jitter and normalisation as one affine colour map; Gaussian blur on the result. Sampling
-// from twice the resolution keeps the coins' pixel-wide relief: one bilinear sample at the output resolution halves
-// it at half-pixel offsets, and the side model then took ~10 more epochs to leave the class prior.
+// shrink-on-load, which a one-step decode uses for large reductions, would differ). Every epoch's train augmentation
+// then runs in JS over them, as one pass per output pixel: an inverse warp (fit, rotation, random resized crop,
+// flip) that averages 2x2 bilinear samples per output pixel, then colour jitter and normalisation as one affine
+// colour map; Gaussian blur on the result. Sampling from twice the resolution keeps the coins' pixel-wide relief: one
+// bilinear sample at the output resolution halves it at half-pixel offsets, and the side model then took ~10 more
+// epochs to leave the class prior.
 // Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
 // cores and left training pipeline-bound; this pass costs ~1 ms on the main thread, while the step computes.
 //

@@ -44,14 +44,13 @@ export async function findCoin(image: ImageInput): Promise<Coin> {
   const { decoded: img } = await decodeInput(image);   // as every model reads it, whether training learns or prediction uses the locator
   const { data, info } = await sharp(img.raw, { raw: { width: img.width, height: img.height, channels: 3 } })
     .resize(WORK, WORK, { fit: 'inside' }).greyscale().raw().toBuffer({ resolveWithObject: true });
-  const width = img.width;
   let c: Coin;
   try {
     c = circleIn(data, info.width, info.height);
   } catch (e) {
     throw new DataError(`${nameOf(image)}: ${(e as Error).message}`);
   }
-  const k = width / info.width;
+  const k = img.width / info.width;
   return { cx: c.cx * k, cy: c.cy * k, r: c.r * k };
 }
 

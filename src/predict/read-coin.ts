@@ -95,11 +95,10 @@ async function decodeChunk(images: readonly ImageInput[]): Promise<Decoded> {
 }
 
 async function readChunk({ out, inputs }: Decoded, models: CoinModels, options: ReadOptions): Promise<CoinReading[]> {
-  const sizes = inputs.map((d) => d && ([d.decoded.width, d.decoded.height] as [number, number]));
   const live = (keep: (r: CoinReading) => boolean = () => true) => out.flatMap((r, i) => (!r.error && keep(r) ? [i] : []));
   /** classifies the images `idx` with `model`, each with its ROI placement; a failing batch is retried one by one */
   const stage = async (model: LoadedModel, idx: number[], where: (i: number) => { roi?: Box; angle?: number }) => {
-    const items = idx.map((i) => ({ image: inputs[i]!, size: sizes[i], ...where(i) }));
+    const items = idx.map((i) => ({ image: inputs[i]!, ...where(i) }));   // decoded: its size is known without a read
     const opts = { topK: options.topK, batchSize: options.batchSize };
     try {
       return await model.classifyMany(items, opts);
@@ -148,8 +147,8 @@ async function readChunk({ out, inputs }: Decoded, models: CoinModels, options: 
         r.error = `${key}: ${(e as Error).message}`;
         return;
       }
-      const [w, h] = sizes[i]!;
-      rois.set(i, { roi: placeRoi(model.roiLocator!, r.coin, r.angle, w, h), roiSource: 'located' });
+      const { width, height } = inputs[i]!.decoded;
+      rois.set(i, { roi: placeRoi(model.roiLocator!, r.coin, r.angle, width, height), roiSource: 'located' });
     });
     const ready = idx.filter((i) => rois.has(i) && !out[i].error);
     (await stage(model, ready, (i) => ({ roi: rois.get(i)!.roi, angle: out[i].angle }))).forEach((c, j) => {

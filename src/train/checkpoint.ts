@@ -1,8 +1,8 @@
 // Checkpoints: a dict that Python's torch.load(path, weights_only=True) reads, written atomically (src/util/atomic.ts).
 // Keys: epoch, model_state, optimizer_state, scheduler_state, best_val_f1, config, label_map (the original's), plus
 // rng_state, progress, backbone, num_classes, pretrained, val_metrics (the epoch's), best_score (select_best_by's,
-// higher is better), best_val_loss (its tie-break), roi_aspect (align_roi's upright ROI aspect) and run_id (the run that wrote it: a _best.pt of
-// another run is never tested or exported in this one's place).
+// higher is better), best_val_loss (its tie-break), roi_aspect (align_roi's upright ROI aspect) and run_id (the run
+// that wrote it: a _best.pt of another run is never tested or exported in this one's place).
 import fs from 'node:fs';
 import { readTorchFile, writeTorchFile, type TorchValueTensor } from '../backend/native.js';
 import type { AdamState, Floats } from '../backend/types.js';
