@@ -276,8 +276,16 @@ describe('int8', () => {
       const kernels = await onnxruntimeOpTypes(bytes);
       if (mode === 'static') {
         expect(stats.calibrationSamples).toBe(N);
-        expect(Object.keys(kernels)).toEqual(expect.arrayContaining(['QLinearConv', 'com.microsoft:MatMulIntegerToFloat', 'com.microsoft:QGemm']));
-        expect(kernels.MatMul ?? 0).toBe(0);   // attention's activation x activation MatMuls too
+        expect(Object.keys(kernels)).toEqual(expect.arrayContaining(['com.microsoft:MatMulIntegerToFloat', 'com.microsoft:QGemm']));
+        // attention's activation x activation MatMuls stay float, as they were
+        const floatMatMuls = (m: ModelProto) => m.graph.node.filter((n) => n.opType === 'MatMul' && !m.graph.initializer.some((t) => t.name === n.input[1]) &&
+          !n.input.some((i) => i.endsWith('_dequantized'))).length;
+        expect(floatMatMuls(q)).toBe(2 * 2);
+        expect(floatMatMuls(q)).toBe(floatMatMuls(fp32));
+        // the patch embedding (no Relu after it): int8 weights in all 8 bits, read through DequantizeLinear by a float Conv
+        expect(kernels.QLinearConv ?? 0).toBe(0);
+        const patch = q.graph.initializer.find((t) => t.name.startsWith('vision_model.embeddings.patch_embedding.weight') && t.dataType === 3)!;
+        expect(new Int8Array(new Uint8Array(patch.rawData!).buffer).reduce((m, v) => Math.max(m, Math.abs(v)), 0)).toBe(127);
       } else {
         const integer = (kernels['com.microsoft:DynamicQuantizeMatMul'] ?? 0) + (kernels['com.microsoft:MatMulIntegerToFloat'] ?? 0);
         expect(integer).toBe(12 + 2);   // q, k, v, out, fc1, fc2 of 2 layers, projection, head
@@ -314,8 +322,12 @@ describe('int8', () => {
       const t = m.graph.initializer.find((i) => i.name === 'input_scale')!;
       return new Float32Array(new Uint8Array(t.rawData!).buffer)[0];
     };
-    const minmax = await quantizeInt8(fp32, { calibration: calibration() });
-    const pct = await quantizeInt8(fp32, { calibration: calibration(), method: 'percentile', percentile: 99 });
+    // a CNN: its first Conv reads the input through a calibrated QuantizeLinear
+    const cnn = await createModel({ backbone: 'cnn_small', numClasses: C, imageSize: S, seed: 3, threads: 2 });
+    const onnx = emitOnnx(cnn.graph, cnn.getParams());
+    cnn.dispose();
+    const minmax = await quantizeInt8(onnx, { calibration: calibration() });
+    const pct = await quantizeInt8(onnx, { calibration: calibration(), method: 'percentile', percentile: 99 });
     // the input is N(0, 1): min-max spans about +-4.5, the 1% tails about +-2.6
     expect(scaleOf(pct.model)).toBeLessThan(0.7 * scaleOf(minmax.model));
     expect(scaleOf(pct.model)).toBeGreaterThan(0.4 * scaleOf(minmax.model));
