@@ -355,11 +355,13 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
     const w = n.input[1];
     if (!w || !idx.isFloatInit(w)) continue;
     const axis = weightAxis(n);
-    let done = weightDone.get(`${w}@${axis}`);
+    // weight-only: dequantized to float before the Conv, so no integer kernel to saturate: all 8 bits
+    const levels = weightOnly(n) ? 127 : qmax;
+    const key = `${w}@${axis}@${levels}`;
+    let done = weightDone.get(key);
     if (!done) {
       const t = idx.init.get(w)!;
-      // weight-only: dequantized to float before the Conv, so no integer kernel to saturate: all 8 bits
-      const { q, scales } = quantizeWeightInt8(tensorFloats(t), t.dims, perChannel ? axis : null, weightOnly(n) ? 127 : qmax);
+      const { q, scales } = quantizeWeightInt8(tensorFloats(t), t.dims, perChannel ? axis : null, levels);
       const qn = uniqueName(`${w}_quantized`, taken), sn = uniqueName(`${w}_scale`, taken), zn = uniqueName(`${w}_zero_point`, taken);
       const dq = uniqueName(`${w}_dequantized`, taken);
       const sc = perChannel ? scales : Float32Array.of(scales[0]);
@@ -367,7 +369,7 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
       weightDQ.push({ opType: 'DequantizeLinear', input: [qn, sn, zn], output: [dq], name: uniqueName(`${w}_DequantizeLinear`, taken),
         attribute: perChannel ? [attrInt('axis', axis)] : [] });
       done = { dq, scales: sc };
-      weightDone.set(`${w}@${axis}`, done);
+      weightDone.set(key, done);
     }
     n.input[1] = done.dq;
     const bias = n.input[2];
