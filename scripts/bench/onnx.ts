@@ -24,7 +24,6 @@ const SPEED_TARGET = 2.5;
 const AGREE_TARGET = 0.99;
 const SEED = 9;   // learning trains on seed 7, predict reads seed 8
 
-
 const PLAN = {
   full: { images: 1500, calibration: 128, agreeImages: 64, b1: { warmup: 3, runs: 20 }, b8: { warmup: 3, runs: 30 }, tinySteps: 3000 },
   quick: { images: 600, calibration: 32, agreeImages: 64, b1: { warmup: 2, runs: 5 }, b8: { warmup: 1, runs: 3 }, tinySteps: 600 },

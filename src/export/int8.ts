@@ -316,8 +316,8 @@ async function quantizeStatic(model: ModelProto, method: CalibrationMethod, opti
   // tiny's logits most (agreement 96.4% -> 98.2% without it); it is ~3% of ViT-B/32's work.
   const weightOnly = (n: NodeProto) => n.opType === 'Conv' && idx.throughRelu(n.output[0]) === n.output[0];
 
-  // Activations to calibrate: float non-initializer inputs of the targets, Conv outputs (QLinearConv; after the Relu
-  // that alone reads one), and optionally MatMul/Gemm outputs; never a graph output (the logits stay float).
+  // Activations to calibrate: the data input of each target but a weight-only Conv, Conv outputs (QLinearConv; after
+  // the Relu that alone reads one), and optionally MatMul/Gemm outputs; never a graph output (the logits stay float).
   const acts = new Set<string>();
   for (const n of targets) {
     if (weightOnly(n)) continue;
