@@ -20,6 +20,7 @@
 #include "convert.h"
 #include "distributed.h"
 #include "model.h"
+#include "pixels.h"
 #include "task.h"
 
 namespace penny {
@@ -298,6 +299,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Task::Setup(env);
   exports.Set("NativeModel", Model::Define(env));
   defineGroup(env, exports);
+  definePixels(env, exports);
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
   exports.Set("shutdown", Napi::Function::New<Shutdown>(env, "shutdown"));

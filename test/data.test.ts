@@ -187,9 +187,9 @@ describe('augmentation warp', () => {
   const size = 40;
   const spec = { height: size, width: size, fit: 'cover' as const, mean: [0, 0, 0], std: [1 / 255, 1 / 255, 1 / 255] };   // output in 0..255
   const none: Augment = { rotation_deg: 0, crop_scale: [1, 1], brightness: 0, contrast: 0, saturation: 0, hue: 0, blur_p: 0, hflip_p: 0, rotate_relabel: false, roi_jitter: 0 };
-  const draw = (d: Decoded, aug: Augment | null, seed = 1) => {
+  const draw = async (d: Decoded, aug: Augment | null, seed = 1) => {
     const out = new Float32Array(3 * size * size);
-    render(d, spec, aug, aug ? augmentRng(seed, 0, 'u') : null, out, 0);
+    await render(d, spec, aug, aug ? augmentRng(seed, 0, 'u') : null, out, 0);
     return out;
   };
   const at = (img: Float32Array, c: number, x: number, y: number) => img[c * size * size + y * size + x];
@@ -198,7 +198,7 @@ describe('augmentation warp', () => {
   it('eval transform is sharp\'s resize + centre crop', async () => {
     const s = await sample();
     const ref = await sharp(s.file).resize(size, size, { fit: 'cover', position: 'centre' }).raw().toBuffer();
-    const img = draw(await decode(s, spec), null);
+    const img = await draw(await decode(s, spec), null);
     let worst = 0, sum = 0;
     for (let i = 0; i < size * size; i++) {
       for (let c = 0; c < 3; c++) {
@@ -213,9 +213,9 @@ describe('augmentation warp', () => {
 
   it('with nothing drawn is the eval transform, and flip mirrors it', async () => {
     const d = await decode(await sample(), spec);
-    const plain = draw(d, null);
-    expect(draw(d, none)).toEqual(plain);
-    const flipped = draw(d, { ...none, hflip_p: 1 });
+    const plain = await draw(d, null);
+    expect(await draw(d, none)).toEqual(plain);
+    const flipped = await draw(d, { ...none, hflip_p: 1 });
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         expect(at(flipped, 1, x, y)).toBeCloseTo(at(plain, 1, size - 1 - x, y), 3);
@@ -230,7 +230,7 @@ describe('augmentation warp', () => {
     const seed = [...Array(50).keys()].reduce((a, b) => (Math.abs(firstDraw(b) - 0.5) > Math.abs(firstDraw(a) - 0.5) ? b : a));
     const angle = -60 + 120 * firstDraw(seed);
     expect(Math.abs(angle)).toBeGreaterThan(40);
-    const turned = draw(card, { ...none, rotation_deg: 60 }, seed);
+    const turned = await draw(card, { ...none, rotation_deg: 60 }, seed);
     const ref = await sharp(card.data, { raw: { width: size, height: size, channels: 3 } }).rotate(angle, { background: '#000' })
       .raw().toBuffer({ resolveWithObject: true });
     const off = Math.round((ref.info.width - size) / 2);
@@ -263,10 +263,10 @@ describe('augmentation warp', () => {
   }
   it('roi_jitter moves and scales the box, drawn after every other draw (0 changes nothing)', async () => {
     const d = await decode({ file: path.join(ROOT, 'data_examples', 'UID000003.jpg'), width: 256, height: 256, crop: { x: 150, y: 120, width: 80, height: 60 } }, spec);
-    const base = draw(d, { ...none, brightness: 0.2 }, 7);
-    expect(draw(d, { ...none, brightness: 0.2, roi_jitter: 0 }, 7)).toEqual(base);
-    const moved = draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 7);
+    const base = await draw(d, { ...none, brightness: 0.2 }, 7);
+    expect(await draw(d, { ...none, brightness: 0.2, roi_jitter: 0 }, 7)).toEqual(base);
+    const moved = await draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 7);
     expect(moved).not.toEqual(base);
-    expect(draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 8)).not.toEqual(moved);
+    expect(await draw(d, { ...none, brightness: 0.2, roi_jitter: 0.2 }, 8)).not.toEqual(moved);
   });
 });

@@ -29,7 +29,7 @@ describe('exported models of a trained clip_vit_tiny', () => {
       // the file says how to feed it, and which penny-train wrote it
       expect(JSON.parse(meta.preprocess)).toEqual({
         size: [32, 32], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [0.48145466, 0.4578275, 0.40821073],
-        std: [0.26862954, 0.26130258, 0.27577711], region: 'image', fit: 'cover', alignRoi: false, resample: 'exif-upright, bilinear 2x2 supersampled',
+        std: [0.26862954, 0.26130258, 0.27577711], region: 'image', fit: 'cover', alignRoi: false, resample: 'exif-upright, triangle to 2x, bilinear 2x2 supersampled',
       });
       expect(readModel(r.onnx.fp32!).producerVersion).toBe(JSON.parse(fs.readFileSync(path.join(home, 'package.json'), 'utf8')).version);
 

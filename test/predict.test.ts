@@ -4,13 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { findCircle } from '../src/backend/native.js';
 import { loadConfig } from '../src/config/config.js';
 import { buildIndex, type Box } from '../src/data/dataset.js';
 import { preprocessRecipe } from '../src/data/images.js';
 import { allBatches, evalOptions } from '../src/data/loader.js';
 import { imageSpec } from '../src/data/images.js';
 import { decodeModel, encodeModel } from '../src/export/onnx-proto.js';
-import { circleIn, findCoin, iou, learnRoiLocator, placeRoi, roiTemplate } from '../src/predict/locate.js';
+import { findCoin, iou, learnRoiLocator, placeRoi, roiTemplate } from '../src/predict/locate.js';
 import { loadModel } from '../src/predict/model.js';
 import { decodeInput, preprocess } from '../src/predict/preprocess.js';
 import { readCoin, readCoins } from '../src/predict/read-coin.js';
@@ -69,13 +70,13 @@ describe('ROI locator', () => {
     return g;
   };
 
-  it('finds a disc lighter or darker than its background to within a pixel', () => {
+  it('finds a disc lighter or darker than its background to within a pixel', async () => {
     for (const [cx, cy, r, a, b] of [[60.3, 70.8, 41.2, 190, 60], [70, 52.5, 30.6, 40, 170], [64, 64, 55, 200, 90]]) {
-      const c = circleIn(disc(128, 128, cx, cy, r, a, b), 128, 128);
+      const c = await findCircle(disc(128, 128, cx, cy, r, a, b), 128, 128);
       expect(Math.hypot(c.cx - cx, c.cy - cy)).toBeLessThan(1);
       expect(Math.abs(c.r - r)).toBeLessThan(1);
     }
-    expect(() => circleIn(new Uint8Array(64 * 64).fill(7), 64, 64)).toThrow(/no edges/);
+    await expect(findCircle(new Uint8Array(64 * 64).fill(7), 64, 64)).rejects.toThrow(/no edges/);
   });
 
   it('learns back a template from the boxes it places, at any angle', () => {

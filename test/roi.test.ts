@@ -164,7 +164,7 @@ describe('date and mint ROIs against the generator', () => {
       const byUid = new Map((await allSamples(cfg)).map((s) => [s.uid, s]));
       return Promise.all(at.map(async (a) => {
         const out = new Float32Array(3 * spec.height * spec.width);
-        render(await decode(byUid.get(`same${a}.jpg`)!, spec), spec, null, null, out, 0);
+        await render(await decode(byUid.get(`same${a}.jpg`)!, spec), spec, null, null, out, 0);
         return out;
       }));
     };

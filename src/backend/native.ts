@@ -52,6 +52,9 @@ interface Addon {
   shutdown(): void;
   readTorchFile(file: string): Promise<unknown>;
   writeTorchFile(file: string, value: unknown): Promise<void>;
+  resample(src: Uint8Array, width: number, height: number, box: Float64Array, outWidth: number, outHeight: number): Promise<Uint8Array>;
+  render(src: Uint8Array, width: number, height: number, params: Float64Array, outWidth: number, outHeight: number, out: Float32Array, offset: number): Promise<void>;
+  circle(grey: Uint8Array, width: number, height: number): Promise<{ cx: number; cy: number; r: number }>;
 }
 
 /** What build/libtorch.json says about the LibTorch the addon was built against. */
@@ -115,6 +118,25 @@ export function readTorchFile(file: string): Promise<unknown> {
  */
 export function writeTorchFile(file: string, value: unknown): Promise<void> {
   return loadAddon().writeTorchFile(file, value);
+}
+
+/**
+ * A box (x, y, width, height, in pixels) of an RGB image (HWC, 8 bits) resampled to outWidth x outHeight with an
+ * antialiased triangle filter, on libuv's thread pool (native/pixels.cc).
+ */
+export function resamplePixels(src: Uint8Array, width: number, height: number, box: Float64Array, outWidth: number, outHeight: number): Promise<Uint8Array> {
+  return loadAddon().resample(src, width, height, box, outWidth, outHeight);
+}
+
+/** One model input drawn from an RGB image into out[offset ...] by the parameters data/images.ts packs, on the pool. */
+export function renderPixels(src: Uint8Array, width: number, height: number, params: Float64Array, outWidth: number, outHeight: number,
+  out: Float32Array, offset: number): Promise<void> {
+  return loadAddon().render(src, width, height, params, outWidth, outHeight, out, offset);
+}
+
+/** The strongest circle in a greyscale raster (native/pixels.cc; what for: predict/locate.ts), on the pool. */
+export function findCircle(grey: Uint8Array, width: number, height: number): Promise<{ cx: number; cy: number; r: number }> {
+  return loadAddon().circle(grey, width, height);
 }
 
 /** Throws a UsageError (exit 2) when `device` cannot be had from this build of LibTorch. */

@@ -1,15 +1,14 @@
-// Image pipeline. sharp decodes each sample once — the whole image to RGB as displayed (decodeImage), then its region
-// (the whole image, or a date/mint ROI's bounds) resized so that what the model sees of it comes out at twice the
-// model's input resolution — and a run keeps those pixels in memory (ImageCache). The two steps are separate so that
-// prediction decodes a photo once for all its models and still gets training's pixels bit for bit (JPEG
-// shrink-on-load, which a one-step decode uses for large reductions, would differ). Every epoch's train augmentation
-// then runs in JS over them, as one pass per output pixel: an inverse warp (fit, rotation, random resized crop,
-// flip) that averages 2x2 bilinear samples per output pixel, then colour jitter and normalisation as one affine
-// colour map; Gaussian blur on the result. Sampling from twice the resolution keeps the coins' pixel-wide relief: one
-// bilinear sample at the output resolution halves it at half-pixel offsets, and the side model then took ~10 more
-// epochs to leave the class prior.
-// Decoding again with sharp's rotate/extract/resize/modulate chain every epoch cost ~3.7 ms per 128 px image on two
-// cores and left training pipeline-bound; this pass costs ~1 ms on the main thread, while the step computes.
+// Image pipeline. sharp decodes each sample once — the whole image to RGB as displayed (decodeImage) — then its region
+// (the whole image, or a date/mint ROI's bounds) is resampled so that what the model sees of it comes out at twice the
+// model's input resolution, and a run keeps those pixels in memory (ImageCache). The two steps are separate so that
+// prediction decodes a photo once for all its models and still gets training's pixels bit for bit. Every epoch's
+// train augmentation then draws its parameters here (seeded) and native/pixels.cc does the pixels, on libuv's thread
+// pool: one pass per output pixel, an inverse warp (fit, rotation, random resized crop, flip) that averages 2x2
+// bilinear samples per output pixel, then colour jitter and normalisation as one affine colour map; Gaussian blur on
+// the result. Sampling from twice the resolution keeps the coins' pixel-wide relief: one bilinear sample at the output
+// resolution halves it at half-pixel offsets, and the side model then took ~10 more epochs to leave the class prior.
+// The region's resample and the render were a sharp call and a JS loop: each sharp call cost ~1.5 ms of CPU however
+// small the image (prediction made five per photo), the JS render ~1 ms per 112 px image on the main thread.
 //
 // Geometry. What the model sees is a view of the region: an upright box (centre, size) lying at an angle (an aligned
 // ROI, see roi.ts; otherwise the whole region, at 0). The output [H, W] covers the view by its fit rule:
@@ -19,6 +18,7 @@
 // The eval transform is exactly that; training draws a rotation about the view's centre, a crop of the output's
 // aspect and a fraction of its area anywhere inside the view, and a flip, in the view's own frame.
 import sharp from 'sharp';
+import { renderPixels, resamplePixels } from '../backend/native.js';
 import type { Augment, TrainingConfig } from '../config/config.js';
 import { hashSeed, Rng } from '../util/rng.js';
 import type { Sample } from './dataset.js';
@@ -76,9 +76,15 @@ export interface PreprocessRecipe {
   alignRoi: boolean;
   /** alignRoi: the upright ROI aspect (width / height) where the box's bounds and the angle do not give it */
   roiAspect?: number;
-  /** EXIF orientation applied first; decode at 2x the input resolution, each output pixel the mean of 2x2 bilinear samples */
-  resample: 'exif-upright, bilinear 2x2 supersampled';
+  /**
+   * EXIF orientation applied first; the region resampled to 2x the input resolution (antialiased triangle filter),
+   * each output pixel the mean of 2x2 bilinear samples of that
+   */
+  resample: typeof RESAMPLE;
 }
+
+/** How this version resamples (the recipe's `resample`); models trained before 0.2.0 say 'exif-upright, bilinear 2x2 supersampled'. */
+export const RESAMPLE = 'exif-upright, triangle to 2x, bilinear 2x2 supersampled';
 
 export function preprocessRecipe(cfg: TrainingConfig, roiAspect?: number): PreprocessRecipe {
   const region = cfg.model_type === 'date' ? 'date_roi' : cfg.model_type === 'mint' ? 'mint_mark_roi' : 'image';
@@ -87,7 +93,7 @@ export function preprocessRecipe(cfg: TrainingConfig, roiAspect?: number): Prepr
     size: [cfg.img_size[0], cfg.img_size[1]], layout: 'NCHW', channels: 'RGB', scale: 255, mean: [...cfg.mean], std: [...cfg.std],
     // checkpoints written before roi_pad existed lack the key: they were read with the original's pad
     region, ...(region !== 'image' && { roiPad: cfg.roi_pad ?? ROI_PAD }), fit, alignRoi: region !== 'image' && cfg.align_roi,
-    ...(roiAspect !== undefined && { roiAspect }), resample: 'exif-upright, bilinear 2x2 supersampled',
+    ...(roiAspect !== undefined && { roiAspect }), resample: RESAMPLE,
   };
 }
 
@@ -143,11 +149,10 @@ export async function decode(sample: Region, spec: ImageSpec): Promise<Decoded> 
   const plan = decodePlan(sample, spec);
   const image = isRawImage(sample.file) ? sample.file : await decodeImage(sample.file);
   const { x, y, width, height } = plan.crop;
-  const { data, info } = await sharp(image.raw, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .extract({ left: x, top: y, width, height }).resize(plan.width, plan.height, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
-  const d: Decoded = { data, width: info.width, height: info.height };
+  const data = await resamplePixels(image.raw, image.width, image.height, Float64Array.of(x, y, width, height), plan.width, plan.height);
+  const d: Decoded = { data, width: plan.width, height: plan.height };
   if (sample.view) {
-    const [sx, sy] = [info.width / plan.crop.width, info.height / plan.crop.height];
+    const [sx, sy] = [plan.width / width, plan.height / height];
     const v = sample.view;
     d.view = { cx: v.cx * sx, cy: v.cy * sy, width: v.width * sx, height: v.height * sy, angle: v.angle };
   }
@@ -292,128 +297,22 @@ function colourMatrix(brightness: number, saturation: number, hue: number, contr
 
 /**
  * Writes one sample, transformed, as normalised float CHW into `out` at `offset`: the train transform when `aug`
- * and `rng` are given, else the eval transform. Returns the rotation drawn (degrees, clockwise on screen), which
- * rotate_relabel turns the angle label by.
+ * and `rng` are given, else the eval transform. Resolves to the rotation drawn (degrees, clockwise on screen), which
+ * rotate_relabel turns the angle label by. The draws happen now, in order; the pixels on the thread pool.
  */
-export function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rng | null, out: Float32Array, offset: number): { rotation: number } {
+export async function render(d: Decoded, spec: ImageSpec, aug: Augment | null, rng: Rng | null, out: Float32Array, offset: number): Promise<{ rotation: number }> {
   const t = aug && rng ? drawTrain(d, spec, aug, rng)
     : { placement: EVAL_PLACEMENT, colour: IDENTITY, sigma: 0 };
-  warpInto(d, spec, warpOf(d, spec, t.placement), t.colour, out, offset);
-  const n = spec.width * spec.height;
-  if (t.sigma > 0) for (let c = 0; c < 3; c++) blurPlane(out.subarray(offset + c * n, offset + (c + 1) * n), spec.width, spec.height, t.sigma);
+  await renderPixels(d.data, d.width, d.height, renderParams(warpOf(d, spec, t.placement), t.colour, spec, t.sigma), spec.width, spec.height, out, offset);
   return { rotation: t.placement.rotation };
 }
 
-function warpInto(d: Decoded, spec: ImageSpec, w: Warp, colour: ColourMatrix, out: Float32Array, offset: number): void {
-  const [m0, m1, m2, bias] = colour;
-  const scale = [0, 1, 2].map((c) => 1 / (255 * spec.std[c]));
-  const shift = [0, 1, 2].map((c) => spec.mean[c] / spec.std[c]);
-  const { width: W, height: H } = spec;
-  const n = W * H;
-  const o0 = offset, o1 = offset + n, o2 = offset + 2 * n;
-  const [a0, a1, a2] = m0, [b0, b1, b2] = m1, [c0, c1, c2] = m2;
-  const [k0, k1, k2] = scale, [z0, z1, z2] = shift;
-  const { cos, sin } = w;
-  const [hw, hh] = w.clamp ?? [Infinity, Infinity];
-  // The view's frame to decoded pixels: x = cx + cos p + sin q, y = cy - sin p + cos q (turned counter-clockwise by
-  // the view's angle, y down), pixel centres at +0.5.
-  const tx = w.cx - 0.5, ty = w.cy - 0.5;
-  // The 2x2 sample points of an output pixel, a quarter of a pixel either side of its centre along u and v.
-  const [ep, eq, fp, fq] = [0.25 * (w.dup + w.dvp), 0.25 * (w.duq + w.dvq), 0.25 * (w.dup - w.dvp), 0.25 * (w.duq - w.dvq)];
-  // the same offsets in decoded pixels, for views read without clamping (the turn is linear)
-  const [ex, ey, fx, fy] = [cos * ep + sin * eq, -sin * ep + cos * eq, cos * fp + sin * fq, -sin * fp + cos * fq];
-  const px = new Float64Array(3);   // one output pixel's RGB: the sum of its 2x2 bilinear samples
-  const clamped = (p: number, q: number) => {   // letterbox: held inside the view, so the rest reads its edge
-    p = p < -hw ? -hw : p > hw ? hw : p;
-    q = q < -hh ? -hh : q > hh ? hh : q;
-    bilinear(d, tx + cos * p + sin * q, ty - sin * p + cos * q, px);
-  };
-  for (let v = 0; v < H; v++) {
-    let p = w.p0 + v * w.dvp, q = w.q0 + v * w.dvq;
-    for (let u = 0; u < W; u++, p += w.dup, q += w.duq) {
-      px[0] = px[1] = px[2] = 0;
-      if (w.clamp) {
-        clamped(p - ep, q - eq);
-        clamped(p + ep, q + eq);
-        clamped(p - fp, q - fq);
-        clamped(p + fp, q + fq);
-      } else {
-        const x = tx + cos * p + sin * q, y = ty - sin * p + cos * q;
-        bilinear(d, x - ex, y - ey, px);
-        bilinear(d, x + ex, y + ey, px);
-        bilinear(d, x - fx, y - fy, px);
-        bilinear(d, x + fx, y + fy, px);
-      }
-      const r = px[0] / 4, g = px[1] / 4, b = px[2] / 4;
-      const i = v * W + u;
-      out[o0 + i] = clamp255(a0 * r + a1 * g + a2 * b + bias) * k0 - z0;
-      out[o1 + i] = clamp255(b0 * r + b1 * g + b2 * b + bias) * k1 - z1;
-      out[o2 + i] = clamp255(c0 * r + c1 * g + c2 * b + bias) * k2 - z2;
-    }
-  }
-}
-
-/**
- * Adds the bilinear sample at (x, y) to acc; what lies outside the region reads as black (the rotated canvas's).
- * The interior case is kept small, so that the optimiser inlines it into warpInto's loop; edges go to bilinearEdge.
- */
-function bilinear(d: Decoded, x: number, y: number, acc: Float64Array): void {
-  const xi = Math.floor(x), yi = Math.floor(y);
-  const { data, width } = d;
-  if (xi >= 0 && yi >= 0 && xi + 1 < width && yi + 1 < d.height) {
-    const fx = x - xi, fy = y - yi;
-    const p = (yi * width + xi) * 3, q = p + width * 3;
-    const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
-    acc[0] += w00 * data[p] + w01 * data[p + 3] + w10 * data[q] + w11 * data[q + 3];
-    acc[1] += w00 * data[p + 1] + w01 * data[p + 4] + w10 * data[q + 1] + w11 * data[q + 4];
-    acc[2] += w00 * data[p + 2] + w01 * data[p + 5] + w10 * data[q + 2] + w11 * data[q + 5];
-  } else {
-    bilinearEdge(d, x, y, xi, yi, acc);
-  }
-}
-
-/** bilinear() where some of the four pixels lie outside the region (they add nothing). */
-function bilinearEdge({ data, width, height }: Decoded, x: number, y: number, xi: number, yi: number, acc: Float64Array): void {
-  const fx = x - xi, fy = y - yi;
-  const row = width * 3;
-  for (let k = 0; k < 4; k++) {
-    const xx = xi + (k & 1), yy = yi + (k >> 1);
-    if (xx < 0 || yy < 0 || xx >= width || yy >= height) continue;
-    const wt = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
-    const p = yy * row + xx * 3;
-    acc[0] += wt * data[p];
-    acc[1] += wt * data[p + 1];
-    acc[2] += wt * data[p + 2];
-  }
-}
-
-function clamp255(v: number): number {
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
-/** Separable Gaussian blur of one width x height plane, in place, edges clamped. Linear, so normalising first is fine. */
-function blurPlane(plane: Float32Array, width: number, height: number, sigma: number): void {
-  const radius = Math.max(1, Math.ceil(3 * sigma));
-  const kernel = Float32Array.from({ length: 2 * radius + 1 }, (_, i) => Math.exp(-((i - radius) ** 2) / (2 * sigma * sigma)));
-  const sum = kernel.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < kernel.length; i++) kernel[i] /= sum;
-  const tmp = new Float32Array(plane.length);
-  const line = new Float32Array(Math.max(width, height) + 2 * radius);   // one row or column, edge values repeated
-  // `lines` lines of `length` values, `stride` apart, values `step` apart within a line
-  const pass = (src: Float32Array, dst: Float32Array, lines: number, stride: number, length: number, step: number) => {
-    for (let l = 0; l < lines; l++) {
-      const base = l * stride;
-      for (let i = 0; i < length + 2 * radius; i++) {
-        const j = i - radius;
-        line[i] = src[base + (j < 0 ? 0 : j >= length ? length - 1 : j) * step];
-      }
-      for (let i = 0; i < length; i++) {
-        let acc = 0;
-        for (let k = 0; k < kernel.length; k++) acc += kernel[k] * line[i + k];
-        dst[base + i * step] = acc;
-      }
-    }
-  };
-  pass(plane, tmp, height, width, width, 1);   // rows
-  pass(tmp, plane, width, 1, height, width);   // columns
+/** The parameters of native/pixels.cc's render, in its RenderParams order. */
+function renderParams(w: Warp, [m0, m1, m2, bias]: ColourMatrix, spec: ImageSpec, sigma: number): Float64Array {
+  const [hw, hh] = w.clamp ?? [-1, -1];
+  return Float64Array.of(
+    w.p0, w.q0, w.dup, w.duq, w.dvp, w.dvq, hw, hh, w.cx, w.cy, w.cos, w.sin,
+    ...m0, ...m1, ...m2, bias,
+    ...[0, 1, 2].map((c) => 1 / (255 * spec.std[c])), ...[0, 1, 2].map((c) => spec.mean[c] / spec.std[c]),
+    sigma);
 }

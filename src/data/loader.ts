@@ -55,8 +55,8 @@ export function batchCount(n: number, batchSize: number): number {
 }
 
 async function makeBatch(samples: Sample[], o: BatchOptions, globalSize = samples.length): Promise<Batch> {
-  // Start after the consumer has handed the current batch to the model: the augmentation is synchronous JS, and
-  // it should run while the (off-thread) step computes, not before that step starts.
+  // Start after the consumer has handed the current batch to the model: the augmentation's draws and the calls
+  // that queue its pixel work run on the main thread, which should hand the step over first.
   await new Promise(setImmediate);
   const { height, width } = o.spec;
   const per = 3 * height * width;
@@ -66,7 +66,7 @@ async function makeBatch(samples: Sample[], o: BatchOptions, globalSize = sample
   await Promise.all(samples.map(async (s, i) => {
     try {
       const decoded = await (o.cache ? o.cache.get(s, o.spec) : decode(s, o.spec));
-      const { rotation } = render(decoded, o.spec, o.augment, o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null, pixels, i * per);
+      const { rotation } = await render(decoded, o.spec, o.augment, o.augment ? augmentRng(o.seed, o.epoch, s.uid) : null, pixels, i * per);
       // rotate_relabel: the picture turned clockwise by `rotation`, so the coin's counter-clockwise angle fell by it
       if (o.augment?.rotate_relabel && s.angle !== undefined) {
         angles[i] = (((s.angle - rotation) % 360) + 360) % 360;

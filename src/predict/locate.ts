@@ -1,15 +1,15 @@
 // Where the date and the mint mark lie on a photo that comes without an ROI file. Two steps, both learned from
 // nothing but the training images and their ROI file:
 //   1. the coin: its rim is the strongest circle in the picture (findCoin: a gradient-direction Hough transform on a
-//      128 px greyscale copy: each strong edge pixel votes for the centres one radius away along its gradient, both
-//      ways, as a coin may be lighter or darker than what it lies on);
+//      greyscale copy 128 px on its longer side: each strong edge pixel votes for the centres one radius away along
+//      its gradient, both ways, as a coin may be lighter or darker than what it lies on);
 //   2. the box on the coin: in the coin's upright frame (turned back by its angle, in coin radii) a die puts the date
 //      and the mint mark in nearly the same place on every cent, so the median over the training ROIs is a template
 //      (roiTemplate), and a box is that template turned by the coin's angle and scaled by its radius (placeRoi).
 // The detector's own bias (a rim found a pixel inside the edge) is the same when the template is learned and when it
 // is used, so it cancels. Where it breaks: a coin cut off by the frame or much smaller than a fifth of the picture,
 // several coins, a background with a stronger circle, and an angle that is wrong (the box swings around the coin).
-import sharp from 'sharp';
+import { findCircle, resamplePixels } from '../backend/native.js';
 import type { Box, Sample } from '../data/dataset.js';
 import { exactUprightSize } from '../data/roi.js';
 import { DataError } from '../errors.js';
@@ -33,145 +33,26 @@ export interface RoiTemplate {
   boxes: number;
 }
 
-const WORK = 128;   // the longer side of the copy the circle is found on; searched first at half that
-const R_MIN = 0.2, R_MAX = 0.55;   // radii searched, as fractions of the shorter side
-const EDGE_FRACTION = 0.12;   // the strongest pixels by gradient that vote
+const WORK = 128;   // the longer side of the copy the circle is found on (searched first at half that)
 
 /**
  * The coin in `image` (a path, encoded bytes or decoded pixels), by its rim: the best-supported circle.
  */
 export async function findCoin(image: ImageInput): Promise<Coin> {
   const { decoded: img } = await decodeInput(image);   // as every model reads it, whether training learns or prediction uses the locator
-  const { data, info } = await sharp(img.raw, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .resize(WORK, WORK, { fit: 'inside' }).greyscale().raw().toBuffer({ resolveWithObject: true });
+  const k = WORK / Math.max(img.width, img.height);
+  const [width, height] = [Math.max(1, Math.round(img.width * k)), Math.max(1, Math.round(img.height * k))];
+  const rgb = await resamplePixels(img.raw, img.width, img.height, Float64Array.of(0, 0, img.width, img.height), width, height);
+  const grey = new Uint8Array(width * height);
+  for (let i = 0; i < grey.length; i++) grey[i] = (77 * rgb[3 * i] + 150 * rgb[3 * i + 1] + 29 * rgb[3 * i + 2] + 128) >> 8;   // Rec. 601 luma
   let c: Coin;
   try {
-    c = circleIn(data, info.width, info.height);
+    c = await findCircle(grey, width, height);   // native/pixels.cc: a Hough transform, on the thread pool
   } catch (e) {
     throw new DataError(`${nameOf(image)}: ${(e as Error).message}`);
   }
-  const k = img.width / info.width;
-  return { cx: c.cx * k, cy: c.cy * k, r: c.r * k };
-}
-
-interface Edges {
-  width: number;
-  height: number;
-  /** the voting pixels: index, and the unit gradient */
-  at: Int32Array;
-  ux: Float32Array;
-  uy: Float32Array;
-}
-
-/** Sobel gradients; the EDGE_FRACTION strongest pixels, which vote. */
-function edgesOf(grey: Uint8Array, width: number, height: number): Edges {
-  const n = width * height;
-  const mag = new Float32Array(n), gx = new Float32Array(n), gy = new Float32Array(n);
-  for (let y = 1; y < height - 1; y++) {
-    for (let x = 1, i = y * width + 1; x < width - 1; x++, i++) {
-      const a = grey[i - width - 1], b = grey[i - width], c = grey[i - width + 1], d = grey[i - 1], f = grey[i + 1];
-      const g = grey[i + width - 1], h = grey[i + width], k = grey[i + width + 1];
-      const dx = c + 2 * f + k - a - 2 * d - g, dy = g + 2 * h + k - a - 2 * b - c;
-      gx[i] = dx; gy[i] = dy; mag[i] = Math.sqrt(dx * dx + dy * dy);
-    }
-  }
-  const threshold = quantile(mag, 1 - EDGE_FRACTION);
-  const idx: number[] = [];
-  for (let i = 0; i < n; i++) if (mag[i] > threshold) idx.push(i);
-  return {
-    width, height, at: Int32Array.from(idx), ux: Float32Array.from(idx, (i) => gx[i] / mag[i]), uy: Float32Array.from(idx, (i) => gy[i] / mag[i]),
-  };
-}
-
-/** The q-quantile of non-negative values, to 1/1024 of their range (a histogram: no sort). */
-function quantile(v: Float32Array, q: number): number {
-  let max = 0;
-  for (const x of v) if (x > max) max = x;
-  if (max === 0) return Infinity;   // a flat picture: nothing votes
-  const bins = new Int32Array(1025), k = 1024 / max;
-  for (const x of v) bins[Math.floor(x * k)]++;
-  for (let b = 0, seen = 0; b <= 1024; b++) {
-    seen += bins[b];
-    if (seen >= q * v.length) return (b + 1) / k;
-  }
-  return max;
-}
-
-/**
- * The best circle with a radius in [r0, r1] and a centre pixel in [x0, x1) x [y0, y1): each edge pixel votes for the
- * centres one radius away along its gradient, both ways (a coin may be lighter or darker than what it lies on); a
- * centre's score is its 3 x 3 neighbourhood's votes (one circle's rasterised votes scatter by a pixel) per unit of rim
- * (~2 pi r edge pixels). Sub-pixel: the votes' centroid, and a parabola through the scores at r - 1, r, r + 1.
- */
-function bestCircle(e: Edges, r0: number, r1: number, x0: number, x1: number, y0: number, y1: number): Coin {
-  [x0, y0] = [Math.max(1, x0), Math.max(1, y0)];
-  [x1, y1] = [Math.min(e.width - 1, x1), Math.min(e.height - 1, y1)];
-  const w = x1 - x0 + 2, h = y1 - y0 + 2, plane = w * h;   // the window and a one-pixel border
-  const acc = new Float32Array((r1 - r0 + 1) * plane);
-  for (let k = 0; k < e.at.length; k++) {
-    const x = (e.at[k] % e.width) + 0.5 - (x0 - 1), y = Math.floor(e.at[k] / e.width) + 0.5 - (y0 - 1), ux = e.ux[k], uy = e.uy[k];
-    for (let r = r0, base = 0; r <= r1; r++, base += plane) {
-      let px = Math.floor(x + r * ux), py = Math.floor(y + r * uy);
-      if (px >= 0 && py >= 0 && px < w && py < h) acc[base + py * w + px] += 1;
-      px = Math.floor(x - r * ux); py = Math.floor(y - r * uy);
-      if (px >= 0 && py >= 0 && px < w && py < h) acc[base + py * w + px] += 1;
-    }
-  }
-  const score = (r: number, x: number, y: number) => {   // x, y in window pixels
-    if (r < r0 || r > r1) return NaN;
-    const base = (r - r0) * plane;
-    let s = 0;
-    for (let j = -1; j <= 1; j++) for (let i = -1; i <= 1; i++) s += acc[base + (y + j) * w + x + i];
-    return s / r;
-  };
-  const rows = new Float32Array(plane);
-  let best = { s: -1, x: 1, y: 1, r: r0 };
-  for (let r = r0, base = 0; r <= r1; r++, base += plane) {
-    for (let y = 0; y < h; y++) for (let x = 1, i = y * w + 1; x < w - 1; x++, i++) rows[i] = acc[base + i - 1] + acc[base + i] + acc[base + i + 1];
-    for (let y = 1; y < h - 1; y++) {
-      for (let x = 1, i = y * w + 1; x < w - 1; x++, i++) {
-        const s = (rows[i - w] + rows[i] + rows[i + w]) / r;
-        if (s > best.s) best = { s, x, y, r };
-      }
-    }
-  }
-  const [lo, hi] = [score(best.r - 1, best.x, best.y), score(best.r + 1, best.x, best.y)];
-  const curve = lo - 2 * best.s + hi;
-  const dr = Number.isFinite(curve) && curve < 0 ? Math.max(-0.5, Math.min(0.5, (lo - hi) / (2 * curve))) : 0;
-  let sw = 0, sx = 0, sy = 0;
-  for (let j = -1; j <= 1; j++) {
-    for (let i = -1; i <= 1; i++) {
-      const v = acc[(best.r - r0) * plane + (best.y + j) * w + best.x + i];
-      sw += v; sx += v * (best.x + i + 0.5); sy += v * (best.y + j + 0.5);
-    }
-  }
-  const [cx, cy] = sw ? [sx / sw, sy / sw] : [best.x + 0.5, best.y + 0.5];
-  return { cx: cx + x0 - 1, cy: cy + y0 - 1, r: best.r + dr };
-}
-
-/** Each output pixel the mean of a 2 x 2 block. */
-function halve(grey: Uint8Array, width: number, height: number): [Uint8Array, number, number] {
-  const w = width >> 1, h = height >> 1, out = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = 2 * y * width + 2 * x;
-      out[y * w + x] = (grey[i] + grey[i + 1] + grey[i + width] + grey[i + width + 1] + 2) >> 2;
-    }
-  }
-  return [out, w, h];
-}
-
-/**
- * The best-supported circle in a greyscale raster (pixel centres at +0.5): searched over every centre and radius at
- * half the resolution, then refined at full resolution near what that found (a tenth of the votes of a full search).
- */
-export function circleIn(grey: Uint8Array, width: number, height: number): Coin {
-  const [small, sw, sh] = halve(grey, width, height);
-  const side = Math.min(sw, sh), edges = edgesOf(small, sw, sh);
-  if (!edges.at.length) throw new RangeError('no coin found: the picture has no edges');
-  const coarse = bestCircle(edges, Math.max(2, Math.floor(R_MIN * side)), Math.ceil(R_MAX * side), 0, sw, 0, sh);
-  const [cx, cy, r] = [2 * coarse.cx, 2 * coarse.cy, Math.round(2 * coarse.r)];
-  return bestCircle(edgesOf(grey, width, height), Math.max(2, r - 3), r + 3, Math.floor(cx) - 4, Math.ceil(cx) + 4, Math.floor(cy) - 4, Math.ceil(cy) + 4);
+  const [kx, ky] = [img.width / width, img.height / height];
+  return { cx: c.cx * kx, cy: c.cy * ky, r: c.r * kx };
 }
 
 const median = (v: number[]) => {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type ort from 'onnxruntime-node';
 import { MODEL_KEYS, type ModelKey } from '../config/config.js';
-import { preprocessRecipe, type PreprocessRecipe } from '../data/images.js';
+import { preprocessRecipe, RESAMPLE, type PreprocessRecipe } from '../data/images.js';
 import { orientationBinCentre } from '../data/labels.js';
 import { UsageError } from '../errors.js';
 import { metadataOf, readModel } from '../export/onnx-proto.js';
@@ -88,6 +88,10 @@ async function fromOnnx(file: string, threads?: number): Promise<LoadedModel> {
   const modelType = field('model_type', isModelKey, `one of ${MODEL_KEYS.join(', ')}`);
   const labels = labelsOf(field('label_map', isLabelMap, 'a dict of class index to name'));
   const recipe = field('preprocess', isRecipe, 'the preprocessing recipe');
+  if (recipe.resample !== RESAMPLE) {
+    process.emitWarning(`${file} learned from pixels resampled as '${recipe.resample}'; this penny-train resamples as '${RESAMPLE}': ` +
+      'the model sees slightly other pixels than it was trained on (train it again to match)', 'PennyTrainWarning');
+  }
   const roiLocator = meta.roi_locator ? field('roi_locator', isTemplate, 'an ROI template') : undefined;
   // no spinning: four models' sessions and the image decoding share the cores (measured: ~25% less CPU per image)
   const session = await createSession(file, { threads, spin: false }).catch((e: Error) => { throw new UsageError(e.message); });

@@ -82,6 +82,6 @@ export async function preprocess(image: ImageInput, recipe: PreprocessRecipe, wh
   } catch (e) {
     throw new DataError(`cannot decode ${nameOf(image)}: ${(e as Error).message}`);
   }
-  render(decoded, spec, null, null, dst, offset);
+  await render(decoded, spec, null, null, dst, offset);
   return dst;
 }
