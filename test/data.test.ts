@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { resamplePixels } from '../src/backend/native.js';
 import { loadConfig, type TrainingConfig } from '../src/config/config.js';
 import { buildIndex, parseMetadata } from '../src/data/dataset.js';
 import { padRoi } from '../src/data/roi.js';
@@ -178,6 +179,37 @@ describe('image pipeline', () => {
     expect(Math.max(...red)).toBeLessThanOrEqual(max + 1e-6);
     const [e] = await epoch(3, 0, null as never);
     expect(e.uids).toEqual((await buildIndex(cfg)).train.slice(0, 4).map((s) => s.uid));   // eval: index order
+  });
+});
+
+describe('region resample', () => {
+  // a 64 x 48 RGB image: red a ramp along x, green along y, blue constant
+  const [W, H] = [64, 48];
+  const img = new Uint8Array(W * H * 3);
+  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) img.set([2 * x + 40, 3 * y + 20, 77], (y * W + x) * 3);
+  const at = (a: Uint8Array, w: number, c: number, x: number, y: number) => a[(y * w + x) * 3 + c];
+
+  it('keeps flat colour flat and a ramp a ramp, reading only the box', async () => {
+    // half the size of the box x 8..56, y 4..44: output pixel i covers source 8 + 2i .. 10 + 2i, centre 9 + 2i
+    const out = await resamplePixels(img, W, H, Float64Array.of(8, 4, 48, 40), 24, 20);
+    for (let y = 0; y < 20; y++) {
+      for (let x = 0; x < 24; x++) {
+        expect(at(out, 24, 2, x, y)).toBe(77);
+        // the triangle's weights are symmetric about the centre, so a ramp reads its value there (x pixel centres at +0.5)
+        if (x > 0 && x < 23) expect(at(out, 24, 0, x, y)).toBe(Math.round(2 * (8 + 2 * x + 1 - 0.5) + 40));
+        if (y > 0 && y < 19) expect(at(out, 24, 1, x, y)).toBe(Math.round(3 * (4 + 2 * y + 1 - 0.5) + 20));
+      }
+    }
+    // the box's first column reads nothing left of it: its weights are renormalised inside the box
+    expect(at(out, 24, 0, 0, 5)).toBeGreaterThanOrEqual(2 * 8 + 40);
+    // enlarging: bilinear between pixel centres
+    const up = await resamplePixels(img, W, H, Float64Array.of(10, 10, 4, 4), 8, 8);
+    expect(at(up, 8, 0, 3, 3)).toBe(Math.round(2 * (10 + 3.5 * 0.5 - 0.5) + 40));
+  });
+
+  it('refuses a box outside the image', () => {
+    expect(() => resamplePixels(img, W, H, Float64Array.of(40, 0, 30, 10), 8, 8)).toThrow(/inside the image/);
+    expect(() => resamplePixels(img.subarray(0, 100), W, H, Float64Array.of(0, 0, 8, 8), 8, 8)).toThrow(/too short/);
   });
 });
 
