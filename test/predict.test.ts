@@ -228,6 +228,15 @@ describe('trained models', () => {
     expect(old.code).toBe(2);
     expect(old.stderr).toMatch(/old\.onnx: its metadata has no valid 'preprocess'.*export the checkpoint again/);
 
+    // a model trained on pixels resampled another way (penny-train before 0.2.0) still reads, with a warning
+    const lanczos = decodeModel(fs.readFileSync(path.join(cwd, runs.side!.onnx.fp32!)));
+    const recipe = lanczos.metadataProps.find((p) => p.key === 'preprocess')!;
+    recipe.value = JSON.stringify({ ...JSON.parse(recipe.value), resample: 'exif-upright, bilinear 2x2 supersampled' });
+    fs.writeFileSync(path.join(cwd, 'lanczos.onnx'), encodeModel(lanczos));
+    const warned = await runCli(['predict', obverse, '--models', 'lanczos.onnx'], cwd);
+    expect(warned.code, warned.stderr).toBe(0);
+    expect(warned.stderr).toMatch(/lanczos\.onnx learned from pixels resampled as 'exif-upright, bilinear 2x2 supersampled'.*train it again/);
+
     const both = await runCli(['predict', obverse, '--models', runs.date!.onnx.fp32!, '--roi', '1,2,3'], cwd);
     expect(both.code).toBe(2);
     expect(both.stderr).toMatch(/an ROI is x,y,width,height/);
