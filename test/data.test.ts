@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resamplePixels } from '../src/backend/native.js';
+import { renderPixels, resamplePixels } from '../src/backend/native.js';
 import { loadConfig, type TrainingConfig } from '../src/config/config.js';
 import { buildIndex, parseMetadata } from '../src/data/dataset.js';
 import { padRoi } from '../src/data/roi.js';
@@ -207,9 +207,11 @@ describe('region resample', () => {
     expect(at(up, 8, 0, 3, 3)).toBe(Math.round(2 * (10 + 3.5 * 0.5 - 0.5) + 40));
   });
 
-  it('refuses a box outside the image', () => {
+  it('refuses a box outside the image, and a parameter list of the wrong length', () => {
     expect(() => resamplePixels(img, W, H, Float64Array.of(40, 0, 30, 10), 8, 8)).toThrow(/inside the image/);
     expect(() => resamplePixels(img.subarray(0, 100), W, H, Float64Array.of(0, 0, 8, 8), 8, 8)).toThrow(/too short/);
+    // render's parameters are packed by images.ts: another count means the two sides drifted apart
+    expect(() => renderPixels(img, W, H, new Float64Array(5), 8, 8, new Float32Array(3 * 64), 0)).toThrow(/29 parameters expected/);
   });
 });
 
