@@ -132,7 +132,10 @@ Napi::Value Resample(const Napi::CallbackInfo& info) {
       box[1] + box[3] > sh + 1e-6) {
     throw Napi::RangeError::New(env, "resample: the box must lie inside the image and the output be at least 1 x 1");
   }
-  auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(ow) * oh * 3);
+  // written in place on the pool, as render writes its output: no buffer to copy back
+  auto result = Napi::Uint8Array::New(env, static_cast<size_t>(ow) * oh * 3);
+  uint8_t* out = result.Data();
+  auto keep = std::make_shared<Napi::Reference<Napi::Uint8Array>>(Napi::Persistent(result));
   std::array<double, 4> b = {box[0], box[1], box[2], box[3]};
   return queue(
       env,
@@ -163,17 +166,12 @@ Napi::Value Resample(const Napi::CallbackInfo& info) {
             const float* row = rows.data() + (ty.first[j] - r0 + k) * stride;
             for (size_t i = 0; i < stride; i++) acc[i] += wk * row[i];
           }
-          uint8_t* dst = out->data() + j * stride;
+          uint8_t* dst = out + j * stride;
           for (size_t i = 0; i < stride; i++)
             dst[i] = static_cast<uint8_t>(std::clamp(acc[i], 0.f, 255.f) + 0.5f);  // rounded: v >= 0
         }
       },
-      [out](Napi::Env env) -> Napi::Value {
-        auto a = Napi::Uint8Array::New(env, out->size());
-        std::copy(out->begin(), out->end(), a.Data());
-        return a;
-      },
-      {info[0]});
+      [keep](Napi::Env) -> Napi::Value { return keep->Value(); }, {info[0]});
 }
 
 // render's parameters, in the order src/data/images.ts packs them (renderParams there).

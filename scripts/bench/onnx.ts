@@ -137,8 +137,10 @@ export async function runOnnxPart(ctx: BenchContext): Promise<PartResult> {
   const plan = ctx.quick ? PLAN.quick : PLAN.full;
   setNumThreads(ctx.threads);
   const set = generate(plan.images, ctx.log, SEED);
-  const cfg = { ...exampleConfig('side'), data_root: set, metadata_json_path: path.join(set, 'metadata.json'),
-    roi_json_path: path.join(set, 'roi_coordinates.json') };
+  // a section of the master config pointed at the generated set
+  const configOn = (key: string) => ({ ...exampleConfig(key), data_root: set, metadata_json_path: path.join(set, 'metadata.json'),
+    roi_json_path: path.join(set, 'roi_coordinates.json') });
+  const cfg = configOn('side');
   const index = await buildIndex(cfg);
   const exportOnnx = (m: PennyModel) => {
     const fp32 = modelToOnnx(m);
@@ -188,8 +190,7 @@ export async function runOnnxPart(ctx: BenchContext): Promise<PartResult> {
   // The stand-in reads the mint mark's ROI upright (as configs/edge.yaml's mint model does): a task a 64 px tiny ViT
   // learns from these images. On side (five designs told apart by faint relief, which 64 px loses) it reached 47.6%
   // held-out: its near-ties, not int8, decided its agreement (static 98.2%, dynamic 98.5%, 2026-12-07).
-  const mintCfg = { ...exampleConfig('mint'), data_root: set, metadata_json_path: cfg.metadata_json_path, roi_json_path: cfg.roi_json_path,
-    align_roi: true, roi_pad: 0.25 };
+  const mintCfg = { ...configOn('mint'), align_roi: true, roi_pad: 0.25 };
   const mintIndex = await buildIndex(mintCfg);
   ctx.log(`clip_vit_tiny: training ${plan.tinySteps} steps on the mint train split, in memory`);
   const tinySpec = specOf(mintCfg, 64);
