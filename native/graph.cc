@@ -95,10 +95,12 @@ static at::Tensor patchify(const at::Tensor& x, const at::Tensor& w, const at::T
 // Batch norm over the whole batch of a distributed run (sync_bn), as one process holding it computes it: every rank's
 // per-channel sums, sums of squares and counts added up (CrossRankSum), the biased variance normalising, the unbiased
 // one in the running statistics (as at::batch_norm). Autograd takes the gradient through the sums, whose backward
-// sums over the ranks as well.
-static at::Tensor syncBatchNorm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+// sums over the ranks as well. Under autocast the input may be bf16/fp16: the sums are taken in the weights' float32,
+// on every rank alike (a rank with an empty batch computes no convolution to cast).
+static at::Tensor syncBatchNorm(const at::Tensor& input, const at::Tensor& w, const at::Tensor& b,
                                 const at::Tensor& runMean, const at::Tensor& runVar, double momentum, double eps,
                                 const CrossRankSum& sum) {
+  const auto x = input.to(w.scalar_type());
   const int64_t C = x.size(1);
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < x.dim(); d++) dims.push_back(d);

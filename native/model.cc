@@ -21,6 +21,7 @@ Napi::Function Model::Define(Napi::Env env) {
                          InstanceMethod<&Model::GetParams>("getParams"),
                          InstanceMethod<&Model::SetParams>("setParams"),
                          InstanceMethod<&Model::SetOptimizer>("setOptimizer"),
+                         InstanceMethod<&Model::SetPrecision>("setPrecision"),
                          InstanceMethod<&Model::GetOptimizerState>("getOptimizerState"),
                          InstanceMethod<&Model::SetOptimizerState>("setOptimizerState"),
                          InstanceMethod<&Model::Dispose>("dispose"),
@@ -28,7 +29,21 @@ Napi::Function Model::Define(Napi::Env env) {
                      });
 }
 
-// new NativeModel(lowered, params: [{name, shape, decay}], { device, dtype })
+// A precision name as autocast's dtype; bf16 / fp16 keep float32 master weights, so they need dtype float32.
+static at::ScalarType precisionArg(Napi::Env env, const Napi::Value& v, at::ScalarType dtype) {
+  at::ScalarType p;
+  try {
+    p = parsePrecision(v.ToString().Utf8Value());
+  } catch (const std::invalid_argument& e) {
+    throw Napi::TypeError::New(env, e.what());
+  }
+  if (p != at::kFloat && dtype != at::kFloat) {
+    throw Napi::TypeError::New(env, "precision bf16/fp16 keeps float32 master weights: the model's dtype must be float32");
+  }
+  return p;
+}
+
+// new NativeModel(lowered, params: [{name, shape, decay}], { device, dtype, precision? })
 Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), core_(std::make_shared<Core>()) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsObject()) {
@@ -43,6 +58,7 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
   auto& c = *core_;
   c.dtype = dtype == "float64" ? at::kDouble : at::kFloat;
+  c.autocast = precisionArg(env, opts.Has("precision") ? opts.Get("precision") : Napi::String::New(env, "fp32"), c.dtype);
   PENNY_TRY(env, {
     c.device = at::Device(device);
     if (c.device.is_cuda() && !torch::cuda::is_available()) {
@@ -154,6 +170,7 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
       env,
       [core, batch, slot, out] {
         c10::InferenceMode guard;
+        AutocastScope autocast(core->device, core->autocast);
         *out = toHost(runGraph(core->graph, core->params, batch.x.to(core->device), slot, /*training=*/false));
       },
       [out](Napi::Env env) { return toTypedArray(env, *out); }, batch.keep);
@@ -161,17 +178,25 @@ Napi::Value Model::Forward(const Napi::CallbackInfo& info) {
 
 // The loss of one batch in training mode (batch norm uses and updates batch statistics), on the compute thread:
 // cross-entropy of the logits, or NLL when they are log-probabilities already; against soft targets when given.
-static at::Tensor lossOf(const Graph& g, const std::vector<at::Tensor>& params, const Batch& b, at::Device device,
-                         at::Tensor* logitsOut, const CrossRankSum* syncBn = nullptr) {
-  auto logits = runGraph(g, params, b.x.to(device), g.outputs.at("logits"), /*training=*/true, syncBn);
+// The forward runs under the model's autocast; the loss is computed from float32 logits.
+static at::Tensor lossOf(const Model::Core& c, const Batch& b, at::Tensor* logitsOut,
+                         const CrossRankSum* syncBn = nullptr) {
+  const auto& g = c.graph;
+  at::Tensor logits;
+  {
+    AutocastScope autocast(c.device, c.autocast);
+    logits = runGraph(g, c.params, b.x.to(c.device), g.outputs.at("logits"), /*training=*/true, syncBn);
+  }
+  if (c.autocast != at::kFloat) logits = logits.to(at::kFloat);
   auto logp = g.logitsAreLogProbs ? logits : at::log_softmax(logits, 1);
-  auto loss = b.targets.defined() ? -(b.targets.to(device, logits.scalar_type()) * logp).sum(1).mean()
-                                  : at::nll_loss(logp, b.y.to(device, at::kLong));
+  auto loss = b.targets.defined() ? -(b.targets.to(c.device, logits.scalar_type()) * logp).sum(1).mean()
+                                  : at::nll_loss(logp, b.y.to(c.device, at::kLong));
   if (logitsOut) *logitsOut = toHost(logits);
   return loss;
 }
 
-// trainStep(pixels, shape, labels, { lr, targets?, lossScale? }) -> Promise<{ loss, logits }>: one AdamW step. With a
+// trainStep(pixels, shape, labels, { lr, targets?, lossScale? }) -> Promise<{ loss, logits, skipped }>: one AdamW step
+// (fp16: skipped when a gradient is inf/NaN at the current loss scale, which then halves). With a
 // distributed group attached, the gradients are every rank's average, and a rank may bring an empty batch (the last
 // batch of an epoch split over more ranks than it has samples); `lossScale` weighs this rank's mean loss by its share
 // of the global batch (its samples x ranks / the global batch), so that the average is the global batch's mean.
@@ -189,19 +214,26 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   if (batch.x.size(0) == 0 && !core_->sync) throw Napi::TypeError::New(env, "trainStep: an empty batch");
   targetsArg(opts.Get("targets"), batch);
   auto core = core_;
-  auto result = std::make_shared<std::pair<double, at::Tensor>>();
+  struct Out {
+    double loss;
+    at::Tensor logits;
+    bool skipped = false;
+  };
+  auto result = std::make_shared<Out>();
   return Task::Run(
       env,
       [core, batch, lr, scale, result] {
         auto& opt = *core->optimizer;
         auto sync = core->sync;
         const CrossRankSum* syncBn = sync && sync->syncBn ? &sync->syncBn : nullptr;
+        const bool fp16 = core->autocast == at::kHalf;
         if (sync) sync->begin();
         opt.zero_grad(true);
         if (batch.x.size(0) > 0) {
-          auto loss = lossOf(core->graph, core->params, batch, core->device, &result->second, syncBn);
-          (scale == 1.0 ? loss : loss * scale).backward();
-          result->first = loss.item<double>();
+          auto loss = lossOf(*core, batch, &result->logits, syncBn);
+          auto scaled = scale == 1.0 ? loss : loss * scale;
+          (fp16 ? core->scaler.scaled(scaled) : scaled).backward();
+          result->loss = loss.item<double>();
         } else {
           // an empty part of the batch: with sync_bn it still joins batch norm's sums, forward and backward, adding 0
           if (syncBn) {
@@ -211,16 +243,19 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
              0)
                 .backward();
           }
-          result->first = std::nan("");
-          result->second = at::empty({0});
+          result->loss = std::nan("");
+          result->logits = at::empty({0});
         }
         if (sync) sync->end();
-        optim::step(opt, lr);
+        // after the ranks' average: an inf on any rank is inf on all, so every rank skips the same steps
+        result->skipped = fp16 && core->scaler.unscale(core->params);
+        if (!result->skipped) optim::step(opt, lr);
       },
       [result](Napi::Env env) -> Napi::Value {
         auto o = Napi::Object::New(env);
-        o.Set("loss", result->first);
-        o.Set("logits", toTypedArray(env, result->second));
+        o.Set("loss", result->loss);
+        o.Set("logits", toTypedArray(env, result->logits));
+        o.Set("skipped", result->skipped);
         return o;
       },
       batch.keep);
@@ -243,7 +278,7 @@ Napi::Value Model::LossAndGrads(const Napi::CallbackInfo& info) {
   return Task::Run(
       env,
       [core, batch, out] {
-        auto loss = lossOf(core->graph, core->params, batch, core->device, &out->logits);
+        auto loss = lossOf(*core, batch, &out->logits);
         std::vector<at::Tensor> trained;
         for (size_t i = 0; i < core->params.size(); i++)
           if (!core->buffer[i]) trained.push_back(core->params[i]);
@@ -349,6 +384,14 @@ void Model::SetOptimizer(const Napi::CallbackInfo& info) {
   std::vector<bool> optimized(c.buffer.size());
   for (size_t i = 0; i < optimized.size(); i++) optimized[i] = !c.buffer[i];
   PENNY_TRY(env, { compute::run([&] { c.optimizer = optim::make(c.params, c.decay, optimized, h); }); })
+}
+
+// setPrecision('fp32' | 'bf16' | 'fp16'): the autocast of the passes queued from now on
+void Model::SetPrecision(const Napi::CallbackInfo& info) {
+  checkAlive(info.Env());
+  auto p = precisionArg(info.Env(), info[0], core_->dtype);
+  auto& c = *core_;
+  PENNY_TRY(info.Env(), { compute::run([&] { c.autocast = p; }); })
 }
 
 // getOptimizerState() -> { name: { step, expAvg, expAvgSq } } for every parameter that has taken a step.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "graph.h"
+#include "precision.h"
 
 namespace penny {
 
@@ -38,6 +39,8 @@ class Model : public Napi::ObjectWrap<Model> {
     std::unique_ptr<torch::optim::AdamW> optimizer;
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;
+    at::ScalarType autocast = at::kFloat;  // precision: the forward's autocast dtype (kFloat: none)
+    LossScaler scaler;                      // precision fp16's loss scale
     bool disposed = false;
     std::shared_ptr<GradSync> sync;
   };
@@ -51,6 +54,7 @@ class Model : public Napi::ObjectWrap<Model> {
   Napi::Value GetParams(const Napi::CallbackInfo& info);
   void SetParams(const Napi::CallbackInfo& info);
   void SetOptimizer(const Napi::CallbackInfo& info);
+  void SetPrecision(const Napi::CallbackInfo& info);
   Napi::Value GetOptimizerState(const Napi::CallbackInfo& info);
   void SetOptimizerState(const Napi::CallbackInfo& info);
   void Dispose(const Napi::CallbackInfo& info);

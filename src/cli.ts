@@ -41,6 +41,8 @@ export function buildProgram(): Command {
     .option('--data_examples', 'use data_examples/ as data_root (alias --data-examples)')
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
+    .addOption(new Option('--precision <p>', "the forward's arithmetic: fp32, or bf16 / fp16 autocast with fp32 weights (native " +
+      "backend; bf16 on CUDA or a CPU with bf16 instructions, fp16 on CUDA); default the config's").choices(['fp32', 'bf16', 'fp16']))
     .option('--set <key=value>', 'override any config key, dotted for nested ones (augment.blur_p=0); repeatable',
       (v: string, all: string[] = []) => [...all, v])
     .option('--overwrite', "replace an earlier run's checkpoints (default: keep them, renamed <model>_<last|best>.<run id>.pt)")
@@ -75,7 +77,7 @@ Example (the original's sanity run):
       const controller = stopOnSignals();
       await train(o.model_key, {
         epochs: o.epochs, batchSize: o.batch_size, device: o.device, resume: o.resume, configFile: o.config_file,
-        dataExamples: o.data_examples, backend: o.backend, threads: o.threads, overwrite: o.overwrite, signal: controller.signal,
+        dataExamples: o.data_examples, backend: o.backend, threads: o.threads, precision: o.precision, overwrite: o.overwrite, signal: controller.signal,
         set: o.set ? parseSettings(o.set) : undefined, distributed: distributedOf(o),
       });
     });

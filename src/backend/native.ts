@@ -9,7 +9,7 @@ import { isMainThread } from 'node:worker_threads';
 import { adamGroup, type Graph, type OutputName } from '../model/graph.js';
 import { UsageError } from '../errors.js';
 import { lowerGraph } from '../model/lower.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions } from './types.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, Precision, StepOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'penny_native.node');
@@ -44,7 +44,7 @@ export interface TorchValueTensor {
 }
 
 interface Addon {
-  NativeModel: new (graph: object, params: object[], options: { device: string; dtype: DType }) => NativeModel;
+  NativeModel: new (graph: object, params: object[], options: { device: string; dtype: DType; precision?: Precision }) => NativeModel;
   /** absent where the addon was built against a LibTorch without c10d/Gloo */
   NativeGroup?: new (options: { rank: number; size: number; masterAddr: string; masterPort: number; timeoutMs: number; ifname?: string }) => NativeGroup;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; numThreads: number };
@@ -162,10 +162,11 @@ export class NativeBackend implements Backend {
   readonly kind = 'native';
   private readonly m: NativeModel;
 
-  constructor(graph: Graph, options: { device: string; dtype: DType }) {
+  constructor(graph: Graph, options: { device: string; dtype: DType; precision?: Precision }) {
     const a = loadAddon();
     checkDevice(options.device);
-    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: adamGroup(p) === 'decay', buffer: adamGroup(p) === null })), options);
+    this.m = new a.NativeModel(lowerGraph(graph), graph.params.map((p) => ({ name: p.name, shape: p.shape, decay: adamGroup(p) === 'decay', buffer: adamGroup(p) === null })),
+      { ...options, precision: options.precision ?? 'fp32' });
   }
 
   get device(): string {
@@ -196,6 +197,10 @@ export class NativeBackend implements Backend {
 
   setParams(values: Record<string, Floats>) {
     this.m.setParams(values);
+  }
+
+  setPrecision(precision: Precision) {
+    this.m.setPrecision(precision);
   }
 
   setOptimizer(options: OptimizerOptions) {

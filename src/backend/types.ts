@@ -4,6 +4,13 @@ import type { OutputName } from '../model/graph.js';
 
 export type Floats = Float32Array | Float64Array;
 export type DType = 'float32' | 'float64';
+/**
+ * What the forward passes compute in: fp32, or autocast to bf16 / fp16 (matrix products and convolutions in the
+ * lower precision, reductions and the loss in float32; weights, gradients and AdamW state stay float32). fp16 adds a
+ * dynamic loss scale. Native backend only.
+ */
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16', 'fp16'];
 
 export interface OptimizerOptions {
   lr: number;
@@ -24,6 +31,8 @@ export interface StepResult {
   loss: number;
   /** [batch, classes], row-major */
   logits: Floats;
+  /** precision fp16: the step was skipped, a gradient being inf/NaN at the loss scale (which then halved) */
+  skipped?: boolean;
 }
 
 export interface StepOptions {
@@ -47,6 +56,8 @@ export interface Backend {
   getParams(names?: string[]): Record<string, Floats>;
   setParams(values: Record<string, Floats>): void;
   setOptimizer(options: OptimizerOptions): void;
+  /** the precision of the passes from now on (the js backend has fp32 only) */
+  setPrecision(precision: Precision): void;
   getOptimizerState(): Record<string, AdamState>;
   setOptimizerState(state: Record<string, AdamState>): void;
   dispose(): void;

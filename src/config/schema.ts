@@ -111,6 +111,8 @@ export function sectionSchema(key: ModelKey) {
     /** null: cuda when available, else cpu */
     device: z.string({ error: DEVICE }).regex(/^(cpu|cuda(:\d+)?)$/, { error: DEVICE }).nullable().default(null),
     backend: oneOf(['native', 'js']).default('native'),
+    /** the forward's arithmetic: fp32, or bf16 / fp16 autocast (native; master weights stay fp32) */
+    precision: oneOf(['fp32', 'bf16', 'fp16']).default('fp32'),
     /** LibTorch intra-op threads; null: the machine's cores */
     threads: num(1, 1024, { int: true }).nullable().default(null),
     /** batches prepared concurrently while the model computes */

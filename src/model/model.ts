@@ -2,7 +2,7 @@
 // weights, running on a backend. The same object serves training (trainStep), inference (predict, embed) and state.
 import { createBackend } from '../backend/index.js';
 import type { GroupOptions, NativeGroup } from '../backend/native.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions, StepResult } from '../backend/types.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, Precision, StepOptions, StepResult } from '../backend/types.js';
 import { UsageError } from '../errors.js';
 import { buildBackbone, type ImageSize } from './backbones.js';
 import { numel, parameterCount, type Graph, type HeadSpec, type OutputName } from './graph.js';
@@ -23,6 +23,8 @@ export interface CreateModelOptions {
   head?: HeadSpec;
   /** float64 is for gradient checks */
   dtype?: DType;
+  /** fp32 (default), or bf16 / fp16 autocast (native backend; see Precision) */
+  precision?: Precision;
   /** intra-op threads of the native backend (process-wide); default the machine's cores */
   threads?: number;
   /** AdamW settings; lr is given per step */
@@ -124,6 +126,11 @@ export class PennyModel {
   }
 
   /** Replaces the AdamW settings; the optimizer state starts afresh. */
+  /** fp32, or bf16 / fp16 autocast (native backend) for the passes from now on */
+  setPrecision(precision: Precision): void {
+    this.impl.setPrecision(precision);
+  }
+
   setOptimizer(options: Partial<Omit<OptimizerOptions, 'lr'>>): void {
     this.optimizer = { ...this.optimizer, ...options };
     this.impl.setOptimizer({ ...this.optimizer, lr: 0 });
@@ -186,6 +193,7 @@ export interface GraphModelOptions {
   backend?: 'native' | 'js';
   seed?: number;
   dtype?: DType;
+  precision?: Precision;
   threads?: number;
   optimizer?: Partial<Omit<OptimizerOptions, 'lr'>>;
   /** values that replace the seeded init (pretrained weights) */
@@ -198,7 +206,7 @@ export interface GraphModelOptions {
 /** A model over any graph whose outputs are `embeds` and `logits` [batch, classes]. */
 export async function createModelFromGraph(graph: Graph, numClasses: number, options: GraphModelOptions = {}): Promise<PennyModel> {
   const { device = 'cpu', backend = 'native', seed = 0, dtype = 'float32' } = options;
-  const impl = createBackend(backend, graph, { device, dtype, threads: options.threads });
+  const impl = createBackend(backend, graph, { device, dtype, precision: options.precision, threads: options.threads });
   try {
     const values: Record<string, Floats> = { ...initParams(graph, seed), ...options.values };
     if (dtype === 'float64') for (const k of Object.keys(values)) values[k] = Float64Array.from(values[k]);

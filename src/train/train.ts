@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import yaml from 'js-yaml';
-import { checkBackendDevice } from '../backend/index.js';
+import { checkBackendDevice, checkPrecision } from '../backend/index.js';
 import { nativeInfo } from '../backend/native.js';
+import type { Precision } from '../backend/types.js';
 import { applySettings, DEFAULT_CONFIG_FILE, loadConfig, validateSection, type ModelKey, type TrainingConfig } from '../config/config.js';
 import { buildIndex, type DatasetIndex, type Sample } from '../data/dataset.js';
 import { listImages, unlabelledSamples } from '../data/image-files.js';
@@ -51,6 +52,8 @@ export interface TrainOptions {
   dataExamples?: boolean;
   backend?: 'native' | 'js';
   threads?: number;
+  /** the config's precision: fp32, bf16 or fp16 (autocast; native backend) */
+  precision?: Precision;
   /**
    * stops the run after the current step; _last.pt is written and an InterruptedError thrown (its exitCode 143 when
    * the signal's reason is 'SIGTERM', else 130)
@@ -109,7 +112,7 @@ export function resolveConfig(modelKey: string, o: TrainOptions, stored?: { sect
     : loadConfig(modelKey, configFile, o.set)) };
   const overrides: [string, keyof TrainingConfig, unknown][] = [
     ['--epochs', 'num_epochs', o.epochs], ['--batch_size', 'batch_size', o.batchSize], ['--device', 'device', o.device],
-    ['--backend', 'backend', o.backend], ['--threads', 'threads', o.threads],
+    ['--backend', 'backend', o.backend], ['--threads', 'threads', o.threads], ['--precision', 'precision', o.precision],
   ];
   for (const [flag, key, value] of overrides) {
     if (value === undefined) continue;
@@ -191,11 +194,12 @@ async function keepEarlierRun(key: string, log: RunLog, overwrite: boolean): Pro
 /** The config's device, or by default cuda when the native build sees one, else cpu. */
 const deviceOf = (cfg: TrainingConfig) => cfg.device ?? (cfg.backend === 'native' && nativeInfo().cudaAvailable ? 'cuda' : 'cpu');
 
-/** The config's model on its device. */
-function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string): Promise<PennyModel> {
+/** The config's model on its device; an export computes in fp32 whatever precision trained the weights. */
+function modelFor(cfg: TrainingConfig, numClasses: number, weights?: string, precision: Precision = cfg.precision): Promise<PennyModel> {
   return createModel({
     backbone: cfg.backbone, numClasses, weights, backend: cfg.backend, seed: cfg.seed, imageSize: cfg.img_size, head: headOf(cfg),
     device: deviceOf(cfg),
+    precision,
     threads: cfg.threads ?? undefined,
     optimizer: { beta1: cfg.optimizer_betas[0], beta2: cfg.optimizer_betas[1], weightDecay: cfg.weight_decay },
   });
@@ -219,6 +223,7 @@ export async function train(modelKey: ModelKey | string, options: TrainOptions =
   }
   if (rank && rank.worldSize > 1) checkDistributable(cfg, rank.worldSize);
   checkDeviceOf(cfg);
+  checkPrecision(cfg.backend, deviceOf(cfg), cfg.precision);
   const graph = buildBackbone(cfg.backbone, numClasses, cfg.img_size, headOf(cfg));
   if ((cfg.device ?? 'cpu') === 'cpu') checkTrainingMemory(graph, cfg.batch_size, cfg.img_size);
   const resume = options.resume ? await loadCheckpoint(options.resume) : null;
@@ -261,7 +266,8 @@ async function runAs({ cfg, graph, resume, index, began }: Prepared, options: Tr
     `resolved config (${options.configFile ?? DEFAULT_CONFIG_FILE}${options.set ? ', --set' : ''}):\n${yaml.dump({ [key]: cfg }, { lineWidth: 120 }).trimEnd()}`);
   log.info(`Loaded PennyDataset: ${index.train.length} train / ${index.val.length} val / ${index.test.length} test`);
   log.info(`Plan: ${cfg.num_epochs} epochs of ${batchCount(index.train.length, cfg.batch_size)} steps (batch ${cfg.batch_size}), ` +
-    `lr ${cfg.lr} (warmup ${cfg.lr_warmup_epochs} epoch${cfg.lr_warmup_epochs === 1 ? '' : 's'}, cosine to ${cfg.lr_scheduler_eta_min}), best by ${cfg.select_best_by}`);
+    `lr ${cfg.lr} (warmup ${cfg.lr_warmup_epochs} epoch${cfg.lr_warmup_epochs === 1 ? '' : 's'}, cosine to ${cfg.lr_scheduler_eta_min}), best by ${cfg.select_best_by}` +
+    (cfg.precision === 'fp32' ? '' : `, precision ${cfg.precision} (autocast, fp32 weights)`));
   for (const w of index.warnings) log.warn(`data: ${w}`);
   if (!resume && leader) await keepEarlierRun(key, log, options.overwrite ?? false);
   const pretrained = resume ? { weights: resume.pretrained } : await resolvePretrained(cfg.backbone, cfg.pretrained_weights);
@@ -499,6 +505,8 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       model.setParams(bestState.params);
     }
     const weights = bestState?.runId === runId ? 'best' : 'last';
+    // the test figures and the parity check are of the model as exported: the fp32 master weights computed in fp32
+    model.setPrecision('fp32');
     const testTally = await evaluate(model, index.test, evalOpts, key);
     const test = testTally.metrics();
     log.info(`Test (${weights} weights): ${metricsText(test)} on ${testTally.count} images`);
@@ -575,7 +583,7 @@ export async function exportCheckpoint(checkpoint: string, options: ExportOption
   const { stamp, log, index, sources } = await checkpointRun(ckpt, cfg, options, EXPORT_DIRS(cfg));
   log.info(`Exporting ${checkpoint} (epoch ${ckpt.position.epoch}, best val F1 ${ckpt.bestValF1.toFixed(4)})`);
   await locateRois(cfg, index, log, ckpt.roiLocator);
-  const model = await modelFor(cfg, ckpt.numClasses);
+  const model = await modelFor(cfg, ckpt.numClasses, undefined, 'fp32');
   try {
     checkParamsFit(checkpoint, ckpt.params, model.graph.params);
     model.setParams(ckpt.params);

@@ -3,7 +3,7 @@
 // native build (slow: one thread, no SIMD).
 import { UsageError } from '../../errors.js';
 import { adamGroup, type Graph, type OutputName } from '../../model/graph.js';
-import type { AdamState, Backend, DType, Floats, OptimizerOptions, StepOptions, StepResult } from '../types.js';
+import type { AdamState, Backend, DType, Floats, OptimizerOptions, Precision, StepOptions, StepResult } from '../types.js';
 import { AdamW } from './adamw.js';
 import { Interpreter } from './interpreter.js';
 import { lossAndGrad } from './loss.js';
@@ -12,6 +12,8 @@ import { alloc, numel, shapeStr, type Tensor } from './tensor.js';
 export interface JsBackendOptions {
   dtype?: DType;
   device?: string;
+  /** fp32 only: the JS kernels have no lower precision */
+  precision?: Precision;
 }
 
 /** The JS backend's one device: anything else is a UsageError (exit 2). */
@@ -34,8 +36,9 @@ export class JsBackend implements Backend {
   private disposed = false;
 
   constructor(graph: Graph, options: JsBackendOptions = {}) {
-    const { dtype = 'float32', device = 'cpu' } = options;
+    const { dtype = 'float32', device = 'cpu', precision = 'fp32' } = options;
     checkJsDevice(device);
+    this.setPrecision(precision);
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`options.dtype must be 'float32' or 'float64', got '${String(dtype)}'`);
     this.dtype = dtype;
     this.program = new Interpreter(graph);
@@ -90,6 +93,10 @@ export class JsBackend implements Backend {
       return [i, this.checkArray(v, this.params[i], `params['${name}']`)] as const;
     });
     for (const [i, v] of checked) this.params[i].data.set(v);
+  }
+
+  setPrecision(precision: Precision): void {
+    if (precision !== 'fp32') throw new UsageError(`precision ${precision} needs backend 'native': the js backend computes in float32 (or float64) only`);
   }
 
   setOptimizer(options: OptimizerOptions): void {
