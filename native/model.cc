@@ -34,11 +34,10 @@ static at::ScalarType precisionArg(Napi::Env env, const Napi::Value& v, at::Scal
   at::ScalarType p;
   try {
     p = parsePrecision(v.ToString().Utf8Value());
-  } catch (const std::invalid_argument& e) {
-    throw Napi::TypeError::New(env, e.what());
-  }
+  } catch (const std::invalid_argument& e) { throw Napi::TypeError::New(env, e.what()); }
   if (p != at::kFloat && dtype != at::kFloat) {
-    throw Napi::TypeError::New(env, "precision bf16/fp16 keeps float32 master weights: the model's dtype must be float32");
+    throw Napi::TypeError::New(env,
+                               "precision bf16/fp16 keeps float32 master weights: the model's dtype must be float32");
   }
   return p;
 }
@@ -58,7 +57,8 @@ Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info), co
   info.This().As<Napi::Object>().TypeTag(&kModelTag);
   auto& c = *core_;
   c.dtype = dtype == "float64" ? at::kDouble : at::kFloat;
-  c.autocast = precisionArg(env, opts.Has("precision") ? opts.Get("precision") : Napi::String::New(env, "fp32"), c.dtype);
+  c.autocast =
+      precisionArg(env, opts.Has("precision") ? opts.Get("precision") : Napi::String::New(env, "fp32"), c.dtype);
   PENNY_TRY(env, {
     c.device = at::Device(device);
     if (c.device.is_cuda() && !torch::cuda::is_available()) {

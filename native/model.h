@@ -40,7 +40,7 @@ class Model : public Napi::ObjectWrap<Model> {
     at::Device device = at::kCPU;
     at::ScalarType dtype = at::kFloat;
     at::ScalarType autocast = at::kFloat;  // precision: the forward's autocast dtype (kFloat: none)
-    LossScaler scaler;                      // precision fp16's loss scale
+    LossScaler scaler;                     // precision fp16's loss scale
     bool disposed = false;
     std::shared_ptr<GradSync> sync;
   };

@@ -13,8 +13,7 @@ at::ScalarType parsePrecision(const std::string& name) {
   throw std::invalid_argument("precision must be 'fp32', 'bf16' or 'fp16', got '" + name + "'");
 }
 
-AutocastScope::AutocastScope(at::Device device, at::ScalarType dtype)
-    : type_(device.type()), on_(dtype != at::kFloat) {
+AutocastScope::AutocastScope(at::Device device, at::ScalarType dtype) : type_(device.type()), on_(dtype != at::kFloat) {
   if (!on_) return;
   wasEnabled_ = at::autocast::is_autocast_enabled(type_);
   wasDtype_ = at::autocast::get_autocast_dtype(type_);

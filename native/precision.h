@@ -9,7 +9,8 @@
 
 namespace penny {
 
-// 'fp32' (no autocast), 'bf16' or 'fp16': the dtype autocast computes in, kFloat for none. Throws std::invalid_argument.
+// 'fp32' (no autocast), 'bf16' or 'fp16': the dtype autocast computes in, kFloat for none. Throws
+// std::invalid_argument.
 at::ScalarType parsePrecision(const std::string& name);
 
 // Autocast on `device`'s type in `dtype` for this scope (nothing for kFloat); its cast cache cleared on leaving.
