@@ -1,4 +1,5 @@
-// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning|predict|distributed] [--quick] [--threads N]`.
+// Benchmark harness: `npm run bench -- [step|pipeline|onnx|ops|learning|predict|distributed] [--quick] [--threads N]
+// [--device cpu|cuda[:N]]` (a GPU: the step part only).
 // Each part prints one aligned table and writes every figure, with the machine it ran on, to
 // bench/results/<part>-<YYYYMMDD-HHMMSS>.json, so numbers from different machines and days can be compared later.
 import fs from 'node:fs';
@@ -17,6 +18,8 @@ import { runStep } from './step.js';
 export interface BenchContext {
   quick: boolean;
   threads: number;
+  /** cpu, or cuda[:N] for the parts that run there (step) */
+  device: string;
   /** progress, to stderr, so stdout holds only the table */
   log: (msg: string) => void;
 }
@@ -41,11 +44,14 @@ const PARTS: Record<string, ((ctx: BenchContext) => Promise<PartResult>) | null>
 };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const USAGE = `usage: npm run bench -- [${Object.keys(PARTS).join('|')}] [--quick] [--threads N]`;
+const USAGE = `usage: npm run bench -- [${Object.keys(PARTS).join('|')}] [--quick] [--threads N] [--device cpu|cuda[:N]]`;
+/** the parts that run on a GPU when --device names one */
+const GPU_PARTS = ['step'];
 
-function parseArgs(argv: string[]): { parts: string[]; quick: boolean; threads: number } {
+function parseArgs(argv: string[]): { parts: string[]; quick: boolean; threads: number; device: string } {
   const parts: string[] = [];
   let quick = false;
+  let device = 'cpu';
   let threads = os.availableParallelism();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -54,6 +60,9 @@ function parseArgs(argv: string[]): { parts: string[]; quick: boolean; threads: 
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
       threads = Number(v);
       if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a positive integer, got '${v ?? ''}'`);
+    } else if (a === '--device' || a.startsWith('--device=')) {
+      device = (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]) ?? '';
+      if (!/^(cpu|cuda(:\d+)?)$/.test(device)) fail(`--device must be cpu, cuda or cuda:N, got '${device}'`);
     } else if (a === '-h' || a === '--help') {
       console.log(USAGE);
       process.exit(0);
@@ -66,8 +75,12 @@ function parseArgs(argv: string[]): { parts: string[]; quick: boolean; threads: 
       process.exit(2);
     }
   }
+  if (device !== 'cpu') {
+    const cpuOnly = parts.filter((p) => !GPU_PARTS.includes(p));
+    if (!parts.length || cpuOnly.length) fail(`--device ${device}: only ${GPU_PARTS.join(', ')} runs on a GPU; name it alone${cpuOnly.length ? ` (not ${cpuOnly.join(', ')})` : ''}`);
+  }
   // no part named: every part that exists
-  return { parts: parts.length ? parts : Object.keys(PARTS).filter((p) => PARTS[p]), quick, threads };
+  return { parts: parts.length ? parts : Object.keys(PARTS).filter((p) => PARTS[p]), quick, threads, device };
 }
 
 function fail(msg: string): never {
@@ -132,8 +145,8 @@ function othersBusy(a: CpuSnap, b: CpuSnap): number | null {
 }
 
 async function main() {
-  const { parts, quick, threads } = parseArgs(process.argv.slice(2));
-  const ctx: BenchContext = { quick, threads, log: (msg) => console.error(`[bench] ${msg}`) };
+  const { parts, quick, threads, device } = parseArgs(process.argv.slice(2));
+  const ctx: BenchContext = { quick, threads, device, log: (msg) => console.error(`[bench] ${msg}`) };
   const mach = machine();
   for (const part of parts) {
     const started = new Date();

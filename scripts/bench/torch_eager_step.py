@@ -3,8 +3,12 @@
 linear head train or eval step, timed. Prints ONE JSON line to stdout.
 
   python3 scripts/bench/torch_eager_step.py --backbone b32 --mode train --batch 8 --threads 2
+  python3 scripts/bench/torch_eager_step.py --device cuda --precision bf16 --batch 256
 
-Dev-time only; needs torch and transformers (random init, no Hub access).
+Dev-time only; needs torch, and transformers where installed (random init, no Hub access). Without transformers
+(a GPU machine with torch alone) the same architecture written here in torch is timed instead ("impl": "torch").
+--precision bf16/fp16 runs the forward under torch.autocast (fp16 with a GradScaler), as penny-train's native
+backend does; on CUDA each step ends with a synchronize, so the time is the GPU's too.
 """
 import argparse
 import json
@@ -32,6 +36,10 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--classes", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ap.add_argument("--impl", choices=["auto", "hf", "torch"], default="auto",
+                    help="HF transformers' CLIP, or the torch-only one here (auto: HF where installed)")
     a = ap.parse_args(argv)
     for name in ("batch", "steps", "classes"):
         if getattr(a, name) < 1:
@@ -41,36 +49,104 @@ def parse_args(argv=None):
     return a
 
 
+def torch_clip(torch, c):
+    """CLIP's vision tower + projection in plain torch: HF CLIPVisionModelWithProjection's architecture (pre-LN,
+    quick_gelu MLP, SDPA attention, class token, post-LN on it, projection without bias)."""
+    nn, F = torch.nn, torch.nn.functional
+    d, heads = c["hidden_size"], c["num_attention_heads"]
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
+            self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+            self.fc1, self.fc2 = nn.Linear(d, c["intermediate_size"]), nn.Linear(c["intermediate_size"], d)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            h = self.ln1(x)
+            split = lambda y: y.view(b, t, heads, d // heads).transpose(1, 2)
+            a = F.scaled_dot_product_attention(split(self.q(h)), split(self.k(h)), split(self.v(h)))
+            x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
+            h = self.fc1(self.ln2(x))
+            return x + self.fc2(h * torch.sigmoid(1.702 * h))
+
+    class Clip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            p, n = c["patch_size"], (c["image_size"] // c["patch_size"]) ** 2
+            self.patch = nn.Conv2d(3, d, p, stride=p, bias=False)
+            self.class_embedding = nn.Parameter(torch.randn(d) * 0.02)
+            self.position_embedding = nn.Parameter(torch.randn(n + 1, d) * 0.02)
+            self.pre, self.post = nn.LayerNorm(d, eps=1e-5), nn.LayerNorm(d, eps=1e-5)
+            self.layers = nn.ModuleList(Layer() for _ in range(c["num_hidden_layers"]))
+            self.proj = nn.Linear(d, c["projection_dim"], bias=False)
+
+        def forward(self, pixel_values):
+            x = self.patch(pixel_values).flatten(2).transpose(1, 2)
+            x = torch.cat([self.class_embedding.expand(x.shape[0], 1, d), x], 1) + self.position_embedding
+            x = self.pre(x)
+            for layer in self.layers:
+                x = layer(x)
+            return self.proj(self.post(x[:, 0]))
+
+    return Clip()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         import torch
         import torch.nn.functional as F
-        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     except ImportError as e:
-        print(f"torch_eager_step: missing dependency ({e}); "
-              "pip install torch==2.13.0 transformers", file=sys.stderr)
+        print(f"torch_eager_step: missing dependency ({e}); pip install torch==2.13.0 transformers", file=sys.stderr)
+        return 2
+    impl = args.impl
+    if impl in ("auto", "hf"):
+        try:
+            from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+            impl = "hf"
+        except ImportError as e:
+            if impl == "hf":
+                print(f"torch_eager_step: --impl hf, but transformers is missing ({e})", file=sys.stderr)
+                return 2
+            impl = "torch"
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"torch_eager_step: --device {args.device}, but this torch ({torch.__version__}) sees no CUDA device",
+              file=sys.stderr)
         return 2
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    cfg = CLIPVisionConfig(num_channels=3, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-                           attention_dropout=0.0, **BACKBONES[args.backbone])
-    try:
-        backbone = CLIPVisionModelWithProjection._from_config(cfg, attn_implementation="sdpa")
-    except TypeError:  # older transformers
-        cfg._attn_implementation = "sdpa"
-        backbone = CLIPVisionModelWithProjection(cfg)
-    head = torch.nn.Linear(cfg.projection_dim, args.classes)
-    model = torch.nn.ModuleDict({"backbone": backbone, "head": head}).float()
+    c = BACKBONES[args.backbone]
+    if impl == "hf":
+        cfg = CLIPVisionConfig(num_channels=3, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                               attention_dropout=0.0, **c)
+        try:
+            backbone = CLIPVisionModelWithProjection._from_config(cfg, attn_implementation="sdpa")
+        except TypeError:  # older transformers
+            cfg._attn_implementation = "sdpa"
+            backbone = CLIPVisionModelWithProjection(cfg)
+        embed = lambda x: model["backbone"](pixel_values=x).image_embeds
+    else:
+        backbone = torch_clip(torch, c)
+        embed = lambda x: model["backbone"](x)
+    head = torch.nn.Linear(c["projection_dim"], args.classes)
+    model = torch.nn.ModuleDict({"backbone": backbone, "head": head}).float().to(device)
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
 
     def forward(x):
-        return model["head"](model["backbone"](pixel_values=x).image_embeds)
+        if low is None:
+            return model["head"](embed(x))
+        with torch.autocast(device.type, dtype=low):
+            return model["head"](embed(x))
 
-    x = torch.randn(args.batch, 3, cfg.image_size, cfg.image_size, dtype=torch.float32)
-    y = torch.randint(0, args.classes, (args.batch,))
+    x = torch.randn(args.batch, 3, c["image_size"], c["image_size"], dtype=torch.float32, device=device)
+    y = torch.randint(0, args.classes, (args.batch,), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     if args.mode == "train":
         model.train()
@@ -86,25 +162,36 @@ def main(argv=None) -> int:
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
 
+        scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
+
         def step():
-            loss = F.cross_entropy(forward(x), y)
+            loss = F.cross_entropy(forward(x).float(), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            return loss.item()   # penny-train's step returns the loss too
     else:
         model.eval()
 
         def step():
             with torch.inference_mode():
-                return forward(x)
+                return forward(x).float().cpu()   # penny-train's predict returns host logits
 
     for _ in range(args.warmup):
         step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - t0) * 1000.0)
 
     med = statistics.median(times)
@@ -114,7 +201,9 @@ def main(argv=None) -> int:
         "ms_per_step_median": round(med, 3), "ms_per_step_min": round(min(times), 3),
         "ms_per_step_max": round(max(times), 3),
         "img_per_s": round(args.batch * 1000.0 / med, 3),
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__, "impl": impl, "device": str(device), "precision": args.precision,
+        "peak_memory_mib": (round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                            if device.type == "cuda" else None),
     }))
     return 0
 
