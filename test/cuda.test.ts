@@ -1,14 +1,14 @@
-// The CUDA path, where there is a GPU: PENNY_TEST_DEVICE=cuda (scripts/gpu-check.sh sets it) runs these; a machine
-// without one skips them (CI's machines have none). What they pin: a train step on the GPU is the CPU's, checkpoints
-// move between the two, and a CUDA-trained model exports (its ONNX parity checked on the GPU's own forward).
+// The CUDA path, where there is a GPU: PENNY_TEST_DEVICE=cuda (scripts/gpu-check.sh sets it) runs these; without it
+// they are skipped (CI's machines have no GPU). What they pin: a train step on the GPU is the CPU's, checkpoints move
+// between the two, and a CUDA-trained model exports (its ONNX parity checked on the GPU's own forward).
+// PENNY_TEST_DEVICE=cpu runs the same comparisons CPU against CPU: how gpu-check.sh's dry run checks them here.
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createModel, nativeInfo } from '../src/index.js';
 import { runCli, scratchRun } from './helpers.js';
 
-const DEVICE = process.env.PENNY_TEST_DEVICE ?? 'cpu';
-const ON_GPU = DEVICE.startsWith('cuda');
+const DEVICE = process.env.PENNY_TEST_DEVICE;
 
 function batch(n: number, size: number, seed: number) {
   const pixels = new Float32Array(n * 3 * size * size).map((_, i) => Math.sin(i * 0.113 + seed));
@@ -21,8 +21,8 @@ const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return m;
 };
 
-describe.runIf(ON_GPU)(`CUDA (${DEVICE})`, () => {
-  it('sees the GPU', () => {
+describe.runIf(DEVICE)(`device ${DEVICE} against the CPU`, () => {
+  it.runIf(DEVICE?.startsWith('cuda'))('sees the GPU', () => {
     expect(nativeInfo().cudaAvailable).toBe(true);
     expect(nativeInfo().cudaDeviceCount).toBeGreaterThan(0);
   });
@@ -31,7 +31,7 @@ describe.runIf(ON_GPU)(`CUDA (${DEVICE})`, () => {
   // convolutions may use TF32 on Ampere and later, which is why no CNN is held to 1e-4 here)
   it('five train steps of clip_vit_tiny on the GPU give the CPU\'s losses and weights (<= 1e-4)', async () => {
     const make = (device: string) => createModel({ backbone: 'clip_vit_tiny', numClasses: 5, seed: 7, device });
-    const [cpu, gpu] = [await make('cpu'), await make(DEVICE)];
+    const [cpu, gpu] = [await make('cpu'), await make(DEVICE!)];
     try {
       expect(gpu.getParams()['head.weight']).toEqual(cpu.getParams()['head.weight']);
       for (let s = 0; s < 5; s++) {
@@ -50,7 +50,7 @@ describe.runIf(ON_GPU)(`CUDA (${DEVICE})`, () => {
 
   it('bf16 and fp16 steps on the GPU follow fp32 (loss within 2%), the weights stay float32', async () => {
     for (const precision of ['bf16', 'fp16'] as const) {
-      const make = (p: 'fp32' | typeof precision) => createModel({ backbone: 'clip_vit_tiny', numClasses: 5, seed: 7, device: DEVICE, precision: p });
+      const make = (p: 'fp32' | typeof precision) => createModel({ backbone: 'clip_vit_tiny', numClasses: 5, seed: 7, device: DEVICE!, precision: p });
       const [f32, low] = [await make('fp32'), await make(precision)];
       try {
         const { pixels, shape, labels } = batch(16, 64, 1);
@@ -68,9 +68,9 @@ describe.runIf(ON_GPU)(`CUDA (${DEVICE})`, () => {
   it('trains on the GPU, exports (parity on the GPU), resumes on the CPU from the GPU checkpoint and back', async () => {
     const { cwd, config } = scratchRun();
     const base = ['-m', 'side', '--batch_size', '8', '--data_examples', '--config_file', config];
-    const gpu = await runCli([...base, '--epochs', '1', '--device', DEVICE], cwd);
+    const gpu = await runCli([...base, '--epochs', '1', '--device', DEVICE!], cwd);
     expect(gpu.code, gpu.stderr).toBe(0);
-    expect(gpu.stdout).toMatch(new RegExp(`^penny-train .*, ${DEVICE.replace(':', '\\:')}, native backend`, 'm'));
+    expect(gpu.stdout).toMatch(new RegExp(`^penny-train .*, ${DEVICE}, native backend`, 'm'));
     const parity = /^ONNX parity \(onnxruntime vs native, \d+ val images\): max \|diff\| (\S+)$/m.exec(gpu.stdout);
     expect(parity, gpu.stdout).not.toBeNull();
     expect(Number(parity![1])).toBeLessThan(1e-4);
@@ -81,7 +81,7 @@ describe.runIf(ON_GPU)(`CUDA (${DEVICE})`, () => {
     expect(cpu.code, cpu.stderr).toBe(0);
     expect(cpu.stdout).toMatch(/^Resumed from .*side_last\.pt: epoch 1/m);
     expect(cpu.stdout).toMatch(/^Epoch 2\/2 Summary: /m);
-    const back = await runCli([...base, '--epochs', '3', '--device', DEVICE, '--resume', last], cwd);
+    const back = await runCli([...base, '--epochs', '3', '--device', DEVICE!, '--resume', last], cwd);
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toMatch(/^Epoch 3\/3 Summary: /m);
     expect(fs.existsSync(path.join(cwd, 'output/checkpoints/side_best.pt'))).toBe(true);
