@@ -87,7 +87,8 @@ data="$work/pennies"
 UV_THREADPOOL_SIZE=$((2 * $(nproc))) step synth 120 node --import tsx scripts/synth-pennies.ts --count "$count" --out "$data" --seed 11
 run="$work/run" && mkdir -p "$run"
 # two epochs: the first decodes every image into the cache, the second is the steady state
-(cd "$run" && UV_THREADPOOL_SIZE=$(nproc) step epoch 300 node --import tsx "$root/src/cli.ts" -m side --config_file "$root/configs/training_config.yaml" \
+tsx=$(node --input-type=module -e "console.log(import.meta.resolve('tsx'))")   # the run's cwd is not the root
+(cd "$run" && UV_THREADPOOL_SIZE=$(nproc) step epoch 300 node --import "$tsx" "$root/src/cli.ts" -m side --config_file "$root/configs/training_config.yaml" \
   --device "$device" --epochs 2 "${model[@]}" --set pretrained_weights=null --set quantize=false --set imx500_compatible=false \
   --set "data_root=$data" --set "metadata_json_path=$data/metadata.json" --set "roi_json_path=$data/roi_coordinates.json" \
   --set "num_workers=$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))")

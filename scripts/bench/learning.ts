@@ -37,6 +37,7 @@ const RUNS: Run[] = [
   { name: 'side', model: 'side', images: 4000, main: true, why: 'five designs by faint relief: more coins than the obverse-only models' },
   { name: 'orientation', model: 'orientation', images: 5000, main: true, why: 'rotate_relabel makes every coin show every angle; 3,000 obverses' },
   { name: 'orientation-no-relabel', model: 'orientation', images: 5000, main: false, edit: { 'augment.rotate_relabel': false, 'augment.rotation_deg': 0, label_smoothing_bins: 0 }, why: 'the same without rotate_relabel and soft labels: each angle seen only as drawn' },
+  { name: 'orientation-bf16', model: 'orientation', images: 5000, main: false, edit: { precision: 'bf16' }, why: 'the main orientation run in bf16 autocast (a CPU with bf16 instructions): its minutes and figures beside fp32\'s' },
   { name: 'date', model: 'date', images: 5000, main: true, why: '3,000 obverses, ~26 per year: the digits are shared across years, and the jittered boxes need more of them' },
   { name: 'date-no-align', model: 'date', images: 5000, main: false, edit: { align_roi: false }, why: 'the ROI as it lies (digits at any angle)' },
   { name: 'date-flat', model: 'date', images: 5000, main: false, edit: { date_head: 'flat' }, why: 'one 116-way head' },
