@@ -29,8 +29,8 @@ export function checkBackendDevice(kind: BackendKind, device: string): void {
 
 /**
  * A UsageError when `precision` is not worth running with backend `kind` on `device`: lower precision is the native
- * backend's; on a CPU, bf16 only where it has bf16 instructions (measured on an AVX-512 BF16 CPU: ViT-B/32 train step
- * 1.8x fp32's speed; the same CPU with oneDNN held to AVX2, as on a CPU without them: 30x slower) and fp16 not at all
+ * backend's; on a CPU, bf16 only where it has bf16 instructions (measured on an AVX-512 BF16 CPU: ViT-B/32 train steps
+ * ~2x fp32's speed; the same CPU with oneDNN held to AVX2, as on a CPU without them: 10-30x slower) and fp16 not at all
  * (its loss scaling is for CUDA's fp16 kernels). On CUDA both run.
  */
 export function checkPrecision(kind: BackendKind, device: string, precision: Precision, hasBf16 = cpuHasBf16): void {

@@ -413,7 +413,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     const tally = pos.batch && resume?.progress ? Tally.from(resume.progress as Parameters<typeof Tally.from>[0], key) : new Tally(key);
     let lr = lrAt(pos.step, schedule);
     const pos0 = pos.batch;   // batches done before this process (a resumed epoch)
-    let seen = 0;
+    let seen = 0, skipped = 0;
     for await (const b of batches(index.train, {
       batchSize: cfg.batch_size, spec, augment: cfg.augment, seed: cfg.seed, epoch, workers: cfg.num_workers, startBatch: pos.batch, cache,
       shard: group && { rank: group.rank, size: group.size },
@@ -430,6 +430,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
       const step = model.trainStep(b.pixels, b.shape, b.labels, { lr, targets, lossScale });
       const r = group ? await group.collective(`step ${pos.step + 1}`, step) : await step;
       if (b.labels.length) tally.add(r.loss, b.labels, argmaxRows(r.logits, b.labels.length, model.numClasses), b.angles);
+      if (r.skipped) skipped++;
       pos = { epoch, batch: pos.batch + 1, step: pos.step + 1 };
       seen += b.globalSize;
       // mid-epoch _last.pt: a kill -9 loses at most this many steps (epoch ends are saved below)
@@ -462,6 +463,7 @@ async function run(model: PennyModel, cfg: TrainingConfig, index: DatasetIndex, 
     const extra = taskMetricsText(val, 'Val ');
     log.info(`Epoch ${epoch + 1}/${cfg.num_epochs} Summary: Train Loss: ${trainLoss.toFixed(4)}, Val Loss: ${val.loss.toFixed(4)}, ` +
       `Val Acc: ${val.acc.toFixed(4)}, Val F1 (Macro): ${val.f1Macro.toFixed(4)}, ${extra.map((e) => `${e}, `).join('')}Duration: ${seconds.toFixed(1)}s`);
+    if (skipped) log.info(`fp16: ${skipped} of ${stepsPerEpoch - pos0} steps skipped, their gradients inf/NaN at the loss scale (which halved each time)`);
     const predicted = valTally.predictedClasses();
     collapsed = predicted.length === 1 && valTally.count > 1 ? collapsed + 1 : 0;
     if (collapsed === COLLAPSE_EPOCHS) {
