@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // penny-train: the command line over train() (and export, which shares its code path).
+import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE, parseSettings } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
@@ -9,9 +10,10 @@ import { exportCheckpoint, imx500Checkpoint, train, type TrainOptions } from './
 import { nonNegativeInt, positiveInt } from './util/cli-args.js';
 import { PACKAGE_VERSION } from './version.js';
 
-// sharp decodes on libuv's pool (the native steps run on their own compute thread): room for the loader's batches of
-// decodes in flight, set before anything starts the pool.
-process.env.UV_THREADPOOL_SIZE ??= '8';
+// sharp's decodes and the addon's pixel work (resample, render) run on libuv's pool (the tensor steps on their own
+// compute thread): room for the loader's batches in flight, and a thread per core where there are more than 8 (a GPU
+// run's input pipeline needs them all). Set before anything starts the pool.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(8, os.availableParallelism()));
 
 /** snake_case flags are the original's; kebab-case ones are accepted too. */
 const ALIASES: Record<string, string> = {
