@@ -95,12 +95,13 @@ Taps tapsOf(double start, double length, int out, int limit) {
   t.first.resize(out);
   t.count.resize(out);
   t.weights.assign(static_cast<size_t>(out) * t.span, 0.f);
+  std::vector<double> w;  // one pixel's raw weights; cleared, not reallocated, per pixel
   for (int i = 0; i < out; i++) {
     const double centre = start + (i + 0.5) * scale;
     const int a = std::max(lo, static_cast<int>(std::floor(centre - support))),
               b = std::min(hi, static_cast<int>(std::ceil(centre + support)));
     double sum = 0;
-    std::vector<double> w;
+    w.clear();
     for (int j = a; j < b; j++) {
       const double d = std::abs(j + 0.5 - centre) / support;
       w.push_back(d < 1 ? 1 - d : 0);
