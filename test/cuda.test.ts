@@ -28,20 +28,29 @@ describe.runIf(DEVICE)(`device ${DEVICE} against the CPU`, () => {
   });
 
   // clip_vit_tiny: matrix products only (its patch conv is one too), which LibTorch runs in full fp32 on CUDA (cuDNN's
-  // convolutions may use TF32 on Ampere and later, which is why no CNN is held to 1e-4 here)
-  it('five train steps of clip_vit_tiny on the GPU give the CPU\'s losses and weights (<= 1e-4)', async () => {
+  // convolutions may use TF32 on Ampere and later, which is why no CNN is compared here). The first step starts from
+  // the same weights: only the kernels differ. After it AdamW, which moves a weight by ~lr whatever its gradient's
+  // size, can turn a rounding difference in a near-zero gradient into up to 2 lr: so the weights are held to 1e-4 in
+  // 99.9% of their values and to 2 lr x steps in all.
+  it('train steps of clip_vit_tiny on the GPU follow the CPU\'s: losses, logits, weights', async () => {
     const make = (device: string) => createModel({ backbone: 'clip_vit_tiny', numClasses: 5, seed: 7, device });
     const [cpu, gpu] = [await make('cpu'), await make(DEVICE!)];
+    const lr = 1e-3, steps = 5;
     try {
       expect(gpu.getParams()['head.weight']).toEqual(cpu.getParams()['head.weight']);
-      for (let s = 0; s < 5; s++) {
+      for (let s = 0; s < steps; s++) {
         const { pixels, shape, labels } = batch(8, 64, s);
-        const [a, b] = [await cpu.trainStep(pixels, shape, labels, { lr: 1e-3 }), await gpu.trainStep(pixels, shape, labels, { lr: 1e-3 })];
-        expect(Math.abs(a.loss - b.loss) / a.loss).toBeLessThan(1e-4);
-        expect(maxAbs(a.logits, b.logits)).toBeLessThan(1e-4);
+        const [a, b] = [await cpu.trainStep(pixels, shape, labels, { lr }), await gpu.trainStep(pixels, shape, labels, { lr })];
+        expect(Math.abs(a.loss - b.loss) / a.loss, `step ${s + 1}`).toBeLessThan(s === 0 ? 1e-5 : 1e-3);
+        expect(maxAbs(a.logits, b.logits), `step ${s + 1}`).toBeLessThan(s === 0 ? 1e-4 : 1e-2);
       }
       const [pc, pg] = [cpu.getParams(), gpu.getParams()];
-      for (const name of cpu.paramNames) expect(maxAbs(pc[name], pg[name]), name).toBeLessThan(1e-4);
+      let n = 0, close = 0;
+      for (const name of cpu.paramNames) {
+        expect(maxAbs(pc[name], pg[name]), name).toBeLessThan(2 * lr * steps);
+        for (let i = 0; i < pc[name].length; i++, n++) if (Math.abs(pc[name][i] - pg[name][i]) <= 1e-4) close++;
+      }
+      expect(close / n).toBeGreaterThan(0.999);
     } finally {
       cpu.dispose();
       gpu.dispose();
@@ -54,10 +63,15 @@ describe.runIf(DEVICE)(`device ${DEVICE} against the CPU`, () => {
       const [f32, low] = [await make('fp32'), await make(precision)];
       try {
         const { pixels, shape, labels } = batch(16, 64, 1);
+        const w0 = low.getParams()['head.weight'].slice();
         const [a, b] = [await f32.trainStep(pixels, shape, labels, { lr: 1e-3 }), await low.trainStep(pixels, shape, labels, { lr: 1e-3 })];
         expect(Math.abs(a.loss - b.loss) / a.loss, precision).toBeLessThan(0.02);
-        expect(b.skipped, precision).toBe(false);
+        // fp16's loss scale starts at 2^16: a first step may overflow and be skipped, the scale halving, as in PyTorch
+        let stepped = !b.skipped;
+        for (let s = 0; s < 3 && !stepped; s++) stepped = !(await low.trainStep(pixels, shape, labels, { lr: 1e-3 })).skipped;
+        expect(stepped, precision).toBe(true);
         expect(low.getParams()['head.weight']).toBeInstanceOf(Float32Array);
+        expect(low.getParams()['head.weight']).not.toEqual(w0);
       } finally {
         f32.dispose();
         low.dispose();
