@@ -144,7 +144,12 @@ def main(argv=None) -> int:
         with torch.autocast(device.type, dtype=low):
             return model["head"](embed(x))
 
-    x = torch.randn(args.batch, 3, c["image_size"], c["image_size"], dtype=torch.float32, device=device)
+    # The batch comes from host memory every step, as in a training loop (penny-train's step takes host pixels too):
+    # on CUDA from pinned memory with a non-blocking copy, as DataLoader(pin_memory=True) + .to(non_blocking=True) do.
+    x_host = torch.randn(args.batch, 3, c["image_size"], c["image_size"], dtype=torch.float32)
+    if device.type == "cuda":
+        x_host = x_host.pin_memory()
+    batch = (lambda: x_host.to(device, non_blocking=True)) if device.type == "cuda" else (lambda: x_host)
     y = torch.randint(0, args.classes, (args.batch,), device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -165,7 +170,7 @@ def main(argv=None) -> int:
         scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
 
         def step():
-            loss = F.cross_entropy(forward(x).float(), y)
+            loss = F.cross_entropy(forward(batch()).float(), y)
             opt.zero_grad(set_to_none=True)
             if scaler:
                 scaler.scale(loss).backward()
@@ -180,7 +185,7 @@ def main(argv=None) -> int:
 
         def step():
             with torch.inference_mode():
-                return forward(x).float().cpu()   # penny-train's predict returns host logits
+                return forward(batch()).float().cpu()   # penny-train's predict returns host logits
 
     for _ in range(args.warmup):
         step()
