@@ -74,7 +74,8 @@ Graph parseGraph(const Napi::Object& o) {
 // Up to this many tokens, attention is softmax(q k^T / sqrt(d)) v as two batched GEMMs; beyond, LibTorch's flash
 // attention. Its blocking pays only once the [T, T] scores outgrow the cache: on 2 cores, fwd + bwd of the tiny ViT's
 // [32, 4, 17, 16] took 221 us explicit vs 693 us flash, ViT-B/32's [32, 12, 50, 64] 9.8 ms vs 14.5 ms, and at 197
-// tokens (ViT-B/16) the two were even (26.6 ms vs 25.3 ms, [8, 12, 197, 64]).
+// tokens (ViT-B/16) the two were even (26.6 ms vs 25.3 ms, [8, 12, 197, 64]). On CUDA always LibTorch's fused
+// kernels, as PyTorch eager's SDPA runs them (flash in bf16/fp16): not yet timed against the GPU's explicit GEMMs.
 constexpr int64_t kExplicitAttentionMaxTokens = 128;
 
 // A convolution whose windows tile the image (stride == kernel, no padding): ViT's patch embedding.
@@ -165,7 +166,7 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       auto split = [&](const at::Tensor& t) { return t.view({B, T, heads, C / heads}).transpose(1, 2); };
       auto q = split(x), k = split(s[n.inputs[1]]), v = split(s[n.inputs[2]]);
       auto o =
-          T <= kExplicitAttentionMaxTokens
+          T <= kExplicitAttentionMaxTokens && !x.is_cuda()
               ? at::matmul(at::softmax(
                                at::matmul(q * std::pow(static_cast<double>(C / heads), -0.5), k.transpose(-2, -1)), -1),
                            v)
