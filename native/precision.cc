@@ -45,7 +45,8 @@ bool LossScaler::unscale(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
-  if (grads.empty() || !scale_.defined()) return false;
+  if (grads.empty()) return false;
+  init(grads[0].device());  // a distributed rank whose first part of a batch was empty: the same start as the others
   auto foundInf = at::zeros({1}, scale_.options());
   at::_amp_foreach_non_finite_check_and_unscale_(grads, foundInf, scale_.to(at::kDouble).reciprocal().to(at::kFloat));
   at::_amp_update_scale_(scale_, goodSteps_, foundInf, 2.0, 0.5, kGrowthInterval);
