@@ -37,7 +37,6 @@ class LossScaler {
   at::Tensor scaled(const at::Tensor& loss);
   // Unscales the gradients of `params` in place and updates the scale; true when the step must be skipped.
   bool unscale(const std::vector<at::Tensor>& params);
-  double scale() const { return scale_.defined() ? scale_.item<double>() : kInitialScale; }
 
  private:
   static constexpr double kInitialScale = 65536.0;

@@ -2,6 +2,7 @@
 // penny-train: the command line over train() (and export, which shares its code path).
 import os from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
+import { PRECISIONS } from './backend/types.js';
 import { MODEL_KEYS, DEFAULT_CONFIG_FILE, parseSettings } from './config/config.js';
 import { InterruptedError, UsageError } from './errors.js';
 import { addPredictCommand } from './predict/command.js';
@@ -44,7 +45,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <backend>', 'tensor backend').choices(['native', 'js']))
     .option('--threads <n>', 'LibTorch intra-op threads (default: the config\'s, else all cores)', positiveInt('--threads'))
     .addOption(new Option('--precision <p>', "the forward's arithmetic: fp32, or bf16 / fp16 autocast with fp32 weights (native " +
-      "backend; bf16 on CUDA or a CPU with bf16 instructions, fp16 on CUDA); default the config's").choices(['fp32', 'bf16', 'fp16']))
+      "backend; bf16 on CUDA or a CPU with bf16 instructions, fp16 on CUDA); default the config's").choices(PRECISIONS))
     .option('--set <key=value>', 'override any config key, dotted for nested ones (augment.blur_p=0); repeatable',
       (v: string, all: string[] = []) => [...all, v])
     .option('--overwrite', "replace an earlier run's checkpoints (default: keep them, renamed <model>_<last|best>.<run id>.pt)")

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkDevice } from '../../src/backend/native.js';
 import { nativeInfo } from '../../src/index.js';
 import { runDistributed } from './distributed.js';
 import { runLearning } from './learning.js';
@@ -62,7 +63,11 @@ function parseArgs(argv: string[]): { parts: string[]; quick: boolean; threads: 
       if (!Number.isInteger(threads) || threads < 1) fail(`--threads must be a positive integer, got '${v ?? ''}'`);
     } else if (a === '--device' || a.startsWith('--device=')) {
       device = (a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]) ?? '';
-      if (!/^(cpu|cuda(:\d+)?)$/.test(device)) fail(`--device must be cpu, cuda or cuda:N, got '${device}'`);
+      try {
+        checkDevice(device);   // the trainer's own check: the form, and a GPU this build can give
+      } catch (e) {
+        fail(`--device: ${(e as Error).message}`);
+      }
     } else if (a === '-h' || a === '--help') {
       console.log(USAGE);
       process.exit(0);

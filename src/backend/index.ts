@@ -3,7 +3,7 @@
 import { UsageError } from '../errors.js';
 import type { Graph } from '../model/graph.js';
 import { cpuHasBf16 } from './cpu-features.js';
-import { checkJsDevice, JsBackend } from './js/backend.js';
+import { checkJsDevice, checkJsPrecision, JsBackend } from './js/backend.js';
 import { checkDevice, NativeBackend, setNumThreads } from './native.js';
 import type { Backend, DType, Precision } from './types.js';
 
@@ -34,9 +34,8 @@ export function checkBackendDevice(kind: BackendKind, device: string): void {
  * (its loss scaling is for CUDA's fp16 kernels). On CUDA both run.
  */
 export function checkPrecision(kind: BackendKind, device: string, precision: Precision, hasBf16 = cpuHasBf16): void {
-  if (precision === 'fp32') return;
-  if (kind === 'js') throw new UsageError(`precision ${precision} needs backend 'native': the js backend computes in float32 only`);
-  if (device !== 'cpu') return;
+  if (kind === 'js') return checkJsPrecision(precision);
+  if (precision === 'fp32' || device !== 'cpu') return;
   if (precision === 'fp16') throw new UsageError('precision fp16 is for CUDA devices; on the CPU use bf16 (where the CPU has bf16 instructions) or fp32');
   if (!hasBf16()) {
     throw new UsageError('precision bf16 on this CPU: it has no bf16 instructions (avx512_bf16, amx_bf16, Arm bf16), so LibTorch would ' +

@@ -9,8 +9,8 @@ export type DType = 'float32' | 'float64';
  * lower precision, reductions and the loss in float32; weights, gradients and AdamW state stay float32). fp16 adds a
  * dynamic loss scale. Native backend only.
  */
-export type Precision = 'fp32' | 'bf16' | 'fp16';
-export const PRECISIONS: readonly Precision[] = ['fp32', 'bf16', 'fp16'];
+export const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 export interface OptimizerOptions {
   lr: number;

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { ROI_PAD } from '../data/roi.js';
 import { backboneNames } from '../model/backbones.js';
+import { PRECISIONS } from '../backend/types.js';
 
 export const MODEL_KEYS = ['side', 'orientation', 'date', 'mint'] as const;
 export type ModelKey = (typeof MODEL_KEYS)[number];
@@ -112,7 +113,7 @@ export function sectionSchema(key: ModelKey) {
     device: z.string({ error: DEVICE }).regex(/^(cpu|cuda(:\d+)?)$/, { error: DEVICE }).nullable().default(null),
     backend: oneOf(['native', 'js']).default('native'),
     /** the forward's arithmetic: fp32, or bf16 / fp16 autocast (native; master weights stay fp32) */
-    precision: oneOf(['fp32', 'bf16', 'fp16']).default('fp32'),
+    precision: oneOf(PRECISIONS).default('fp32'),
     /** LibTorch intra-op threads; null: the machine's cores */
     threads: num(1, 1024, { int: true }).nullable().default(null),
     /** batches prepared concurrently while the model computes */

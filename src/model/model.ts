@@ -125,12 +125,12 @@ export class PennyModel {
     return { ...this.optimizer, lr: this.lastLr };
   }
 
-  /** Replaces the AdamW settings; the optimizer state starts afresh. */
   /** fp32, or bf16 / fp16 autocast (native backend) for the passes from now on */
   setPrecision(precision: Precision): void {
     this.impl.setPrecision(precision);
   }
 
+  /** Replaces the AdamW settings; the optimizer state starts afresh. */
   setOptimizer(options: Partial<Omit<OptimizerOptions, 'lr'>>): void {
     this.optimizer = { ...this.optimizer, ...options };
     this.impl.setOptimizer({ ...this.optimizer, lr: 0 });

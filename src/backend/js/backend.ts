@@ -21,6 +21,11 @@ export function checkJsDevice(device: string): void {
   if (device !== 'cpu') throw new UsageError(`the js backend runs on device 'cpu' only, not '${device}'; use backend 'native' for other devices`);
 }
 
+/** The JS backend's one precision: anything else is a UsageError (exit 2). */
+export function checkJsPrecision(precision: Precision): void {
+  if (precision !== 'fp32') throw new UsageError(`precision ${precision} needs backend 'native': the js backend computes in float32 (or float64) only`);
+}
+
 export class JsBackend implements Backend {
   readonly kind = 'js';
   readonly device = 'cpu';
@@ -38,7 +43,7 @@ export class JsBackend implements Backend {
   constructor(graph: Graph, options: JsBackendOptions = {}) {
     const { dtype = 'float32', device = 'cpu', precision = 'fp32' } = options;
     checkJsDevice(device);
-    this.setPrecision(precision);
+    checkJsPrecision(precision);
     if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`options.dtype must be 'float32' or 'float64', got '${String(dtype)}'`);
     this.dtype = dtype;
     this.program = new Interpreter(graph);
@@ -96,7 +101,7 @@ export class JsBackend implements Backend {
   }
 
   setPrecision(precision: Precision): void {
-    if (precision !== 'fp32') throw new UsageError(`precision ${precision} needs backend 'native': the js backend computes in float32 (or float64) only`);
+    checkJsPrecision(precision);
   }
 
   setOptimizer(options: OptimizerOptions): void {
