@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/worker-marker.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     // Each file gets its own process (LibTorch's thread pool and RSS figures stay per file).
