@@ -110,7 +110,7 @@ Taps tapsOf(double start, double length, int out, int limit) {
     if (sum == 0) {  // a box thinner than a pixel: its nearest pixel
       w.assign(1, 1.0);
       sum = 1;
-      t.first[i] = std::clamp(static_cast<int>(std::floor(centre)), lo, std::max(lo, hi - 1));
+      t.first[i] = std::min(limit - 1, std::clamp(static_cast<int>(std::floor(centre)), lo, std::max(lo, hi - 1)));
     } else {
       t.first[i] = a;
     }
@@ -129,8 +129,8 @@ Napi::Value Resample(const Napi::CallbackInfo& info) {
       typedData<uint8_t>(info[0], napi_uint8_array, static_cast<size_t>(sw) * sh * 3, "resample: the image");
   const double* box = typedData<double>(info[3], napi_float64_array, 4, "resample: the box");
   const int ow = intArg(info[4], "outWidth"), oh = intArg(info[5], "outHeight");
-  if (ow < 1 || oh < 1 || !(box[2] > 0 && box[3] > 0) || box[0] < 0 || box[1] < 0 || box[0] + box[2] > sw + 1e-6 ||
-      box[1] + box[3] > sh + 1e-6) {
+  if (sw < 1 || sh < 1 || ow < 1 || oh < 1 || !(box[2] > 0 && box[3] > 0) || box[0] < 0 || box[1] < 0 ||
+      box[0] + box[2] > sw + 1e-6 || box[1] + box[3] > sh + 1e-6) {
     throw Napi::RangeError::New(env, "resample: the box must lie inside the image and the output be at least 1 x 1");
   }
   // written in place on the pool, as render writes its output: no buffer to copy back

@@ -205,11 +205,15 @@ describe('region resample', () => {
     // enlarging: bilinear between pixel centres
     const up = await resamplePixels(img, W, H, Float64Array.of(10, 10, 4, 4), 8, 8);
     expect(at(up, 8, 0, 3, 3)).toBe(Math.round(2 * (10 + 3.5 * 0.5 - 0.5) + 40));
+    // a box thinner than a pixel on the image's right edge (x = W, within the 1e-6 allowed) reads the last column
+    const edge = await resamplePixels(img, W, H, Float64Array.of(W, 0, 1e-7, H), 1, 1);
+    expect(at(edge, 1, 0, 0, 0)).toBe(2 * (W - 1) + 40);
   });
 
   it('refuses a box outside the image, and a parameter list of the wrong length', () => {
     expect(() => resamplePixels(img, W, H, Float64Array.of(40, 0, 30, 10), 8, 8)).toThrow(/inside the image/);
     expect(() => resamplePixels(img.subarray(0, 100), W, H, Float64Array.of(0, 0, 8, 8), 8, 8)).toThrow(/too short/);
+    expect(() => resamplePixels(new Uint8Array(0), 0, 0, Float64Array.of(0, 0, 1e-7, 1e-7), 1, 1)).toThrow(/inside the image/);
     // render's parameters are packed by images.ts: another count means the two sides drifted apart
     expect(() => renderPixels(img, W, H, new Float64Array(5), 8, 8, new Float32Array(3 * 64), 0)).toThrow(/29 parameters expected/);
   });
