@@ -5,7 +5,7 @@
 
 namespace penny {
 
-std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name) {
+std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name, bool emptyBatch) {
   Napi::Env env = v.Env();
   if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(name) + " must be an array of dimensions");
   auto a = v.As<Napi::Array>();
@@ -13,7 +13,7 @@ std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name) {
   for (uint32_t i = 0; i < a.Length(); i++) {
     Napi::Value d = a.Get(i);
     double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
-    if (x < 1 || x != static_cast<double>(static_cast<int64_t>(x))) {
+    if (x < (emptyBatch && i == 0 ? 0 : 1) || x != static_cast<double>(static_cast<int64_t>(x))) {
       throw Napi::TypeError::New(env, std::string(name) + "[" + std::to_string(i) + "] must be a positive integer");
     }
     shape.push_back(static_cast<int64_t>(x));

@@ -8,8 +8,9 @@
 
 namespace penny {
 
-// Argument checks throw a JS TypeError naming the argument.
-std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name);
+// Argument checks throw a JS TypeError naming the argument. Dimensions are positive; the first may be 0 where
+// `emptyBatch` (a distributed rank's part of a last batch smaller than the group).
+std::vector<int64_t> shapeArg(const Napi::Value& v, const char* name, bool emptyBatch = false);
 int64_t numel(const std::vector<int64_t>& shape);
 // Wraps a typed array's memory (no copy) as a tensor of `dtype`; the caller keeps the array alive.
 at::Tensor viewTypedArray(const Napi::Value& v, const char* name, at::ScalarType dtype,

@@ -93,14 +93,15 @@ static at::Tensor patchify(const at::Tensor& x, const at::Tensor& w, const at::T
   return at::linear(patches, w.view({Cout, Cin * P * P}), bias).view({B, h, wd, Cout}).permute({0, 3, 1, 2});
 }
 
-// Batch norm over the whole batch of a distributed run (sync_bn), as one process holding it computes it: every rank's
-// per-channel sums, sums of squares and counts added up (CrossRankSum), the biased variance normalising, the unbiased
-// one in the running statistics (as at::batch_norm). Autograd takes the gradient through the sums, whose backward
-// sums over the ranks as well. Under autocast the input may be bf16/fp16: the sums are taken in the weights' float32,
-// on every rank alike (a rank with an empty batch computes no convolution to cast).
-static at::Tensor syncBatchNorm(const at::Tensor& input, const at::Tensor& w, const at::Tensor& b,
-                                const at::Tensor& runMean, const at::Tensor& runVar, double momentum, double eps,
-                                const CrossRankSum& sum) {
+// Batch norm from per-channel sums, for the whole batch of a distributed run (sync_bn), as one process holding it
+// computes it: every rank's per-channel sums, sums of squares and counts added up (CrossRankSum), the biased variance
+// normalising, the unbiased one in the running statistics (as at::batch_norm; the biased one for a single value).
+// Autograd takes the gradient through the sums, whose backward sums over the ranks as well. Under autocast the input
+// may be bf16/fp16: the sums are taken in the weights' float32, on every rank alike (a rank with an empty batch
+// computes no convolution to cast).
+static at::Tensor batchNormBySums(const at::Tensor& input, const at::Tensor& w, const at::Tensor& b,
+                                  const at::Tensor& runMean, const at::Tensor& runVar, double momentum, double eps,
+                                  const CrossRankSum& sum) {
   const auto x = input.to(w.scalar_type());
   const int64_t C = x.size(1);
   std::vector<int64_t> dims{0};
@@ -137,9 +138,13 @@ static at::Tensor applyNode(const Node& n, const std::vector<at::Tensor>& s, boo
       return at::layer_norm(x, {x.size(-1)}, s[n.inputs[1]], s[n.inputs[2]], attrs<Op::LayerNorm>(n).eps);
     case Op::BatchNorm: {
       const auto a = attrs<Op::BatchNorm>(n);
-      if (training && syncBn) {
-        return syncBatchNorm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], a.momentum, a.eps,
-                             *syncBn);
+      // One value per channel (a batch of one image whose map is 1 x 1): at::batch_norm's unbiased variance would be
+      // 0/0 and poison the running statistics with NaN (PyTorch's module refuses such a batch); the summed form
+      // keeps the biased variance there, as the JS backend does.
+      static const CrossRankSum local = [](const at::Tensor& t) { return t; };
+      if (training && (syncBn || x.numel() <= x.size(1))) {
+        return batchNormBySums(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], a.momentum, a.eps,
+                               syncBn ? *syncBn : local);
       }
       return at::batch_norm(x, s[n.inputs[1]], s[n.inputs[2]], s[n.inputs[3]], s[n.inputs[4]], training, a.momentum,
                             a.eps, /*cudnn_enabled=*/true);

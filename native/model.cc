@@ -132,17 +132,18 @@ static void targetsArg(const Napi::Value& v, Batch& b) {
   if (v.IsUndefined() || v.IsNull()) return;
   if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "targets must be a Float32Array");
   const int64_t n = static_cast<int64_t>(v.As<Napi::TypedArray>().ElementLength()), batch = b.x.size(0);
-  if (n % batch != 0) {
+  // a distributed rank's empty part of a batch has empty targets (and n % 0 would be SIGFPE)
+  if (batch == 0 ? n != 0 : n % batch != 0) {
     throw Napi::TypeError::New(
         v.Env(), "targets has " + std::to_string(n) + " values, not a multiple of the batch " + std::to_string(batch));
   }
-  b.targets = viewTypedArray(v, "targets", at::kFloat, {batch, n / batch});
+  b.targets = viewTypedArray(v, "targets", at::kFloat, {batch, batch ? n / batch : 0});
   b.keep.push_back(v);
 }
 
-static Batch batchArgs(const Napi::CallbackInfo& info, at::ScalarType dtype, bool withLabels) {
+static Batch batchArgs(const Napi::CallbackInfo& info, at::ScalarType dtype, bool withLabels, bool emptyBatch = false) {
   Batch b;
-  auto shape = shapeArg(info[1], "shape");
+  auto shape = shapeArg(info[1], "shape", emptyBatch);
   b.x = viewTypedArray(info[0], "pixels", dtype, shape);
   b.keep = {info.This(), info[0]};
   if (withLabels) {
@@ -203,7 +204,7 @@ static at::Tensor lossOf(const Model::Core& c, const Batch& b, at::Tensor* logit
 Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkAlive(env);
-  auto batch = batchArgs(info, core_->dtype, true);
+  auto batch = batchArgs(info, core_->dtype, true, /*emptyBatch=*/core_->sync != nullptr);
   if (!info[3].IsObject() || !info[3].As<Napi::Object>().Get("lr").IsNumber()) {
     throw Napi::TypeError::New(env, "options.lr must be a number");
   }
@@ -211,7 +212,6 @@ Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
   auto opts = info[3].As<Napi::Object>();
   double lr = opts.Get("lr").As<Napi::Number>().DoubleValue();
   double scale = opts.Get("lossScale").IsNumber() ? opts.Get("lossScale").As<Napi::Number>().DoubleValue() : 1.0;
-  if (batch.x.size(0) == 0 && !core_->sync) throw Napi::TypeError::New(env, "trainStep: an empty batch");
   targetsArg(opts.Get("targets"), batch);
   auto core = core_;
   struct Out {

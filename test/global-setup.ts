@@ -13,7 +13,8 @@ function reportWorkerDeaths(markers: string): void {
     if (event === 'exit' && this.spawnargs.some((a) => a.endsWith(path.join('workers', 'forks.js')))) {
       const [code, signal] = args as [number | null, NodeJS.Signals | null];
       const marker = path.join(markers, String(this.pid));
-      if (fs.existsSync(marker)) {
+      // SIGTERM is vitest stopping a worker (one whose tests were all skipped keeps its marker)
+      if (signal !== 'SIGTERM' && fs.existsSync(marker)) {
         process.stderr.write(
           `\ntest worker ${this.pid} died (${signal ? `signal ${signal}` : `exit code ${code}`}) during: ` +
             `${fs.readFileSync(marker, 'utf8')}; memory free ${(os.freemem() / 2 ** 30).toFixed(1)} of ` +

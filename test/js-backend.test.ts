@@ -144,6 +144,20 @@ describe('JS backend against native', () => {
     expect(rel(await js.predict(x, s), await native.predict(x, s))).toBeLessThan(1e-4);
   });
 
+  it('cnn_small on one image whose last map is 1 x 1 (one value per channel): running statistics finite and alike', async () => {
+    const graph = buildBackbone('cnn_small', 4, 32);
+    const [js, native] = [await createModelFromGraph(graph, 4, { backend: 'js', seed: 5 }), await createModelFromGraph(graph, 4, { seed: 5 })];
+    const s = [1, 3, 32, 32];
+    await expectSameGrads(js, native, randn(numel(s), 15), s, new Int32Array([2]), 1e-4);
+    // the unbiased variance of one value is 0/0: both keep the biased one (0) instead of NaN
+    const buffers = graph.params.filter((p) => p.buffer).map((p) => p.name);
+    const [a, b] = [js.getParams(buffers), native.getParams(buffers)];
+    for (const name of buffers) {
+      expect(b[name].every(Number.isFinite), name).toBe(true);
+      expect(rel(a[name], b[name]), name).toBeLessThan(1e-5);
+    }
+  });
+
   it('date\'s year_digits head at a non-square size: log-probabilities, NLL and soft targets agree with native', async () => {
     const graph = buildBackbone('cnn_small', 116, [16, 40], { kind: 'year_digits', first: 1909, last: 2024 });
     expect(graph.loss).toBe('nll');

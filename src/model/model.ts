@@ -44,6 +44,8 @@ export class PennyModel {
   readonly paramNames: string[];
   private optimizer: Omit<OptimizerOptions, 'lr'>;
   private lastLr = 0;
+  /** joined a distributed group: a train step may bring an empty part of a batch */
+  private grouped = false;
 
   constructor(
     readonly backbone: string,
@@ -96,7 +98,7 @@ export class PennyModel {
     this.lastLr = lr;
     const step: StepOptions = { lr, targets: this.checkTargets(targets, shape) };
     if (lossScale !== undefined) step.lossScale = lossScale;
-    return this.impl.trainStep(this.checkPixels(pixels, shape), shape, this.checkLabels(labels, shape), step);
+    return this.impl.trainStep(this.checkPixels(pixels, shape, this.grouped), shape, this.checkLabels(labels, shape), step);
   }
 
   /**
@@ -105,6 +107,7 @@ export class PennyModel {
    */
   joinGroup(group: NativeGroup, options: GroupOptions): Promise<number> {
     if (!this.impl.joinGroup) throw new UsageError(`distributed training runs on the native backend, not on ${this.impl.kind}`);
+    this.grouped = true;
     return this.impl.joinGroup(group, options);
   }
 
@@ -155,10 +158,11 @@ export class PennyModel {
     this.impl.dispose();
   }
 
-  private checkPixels(pixels: Floats, shape: number[]): Floats {
+  /** `empty`: a batch of 0 (a rank's part of a last batch smaller than the group, which still joins the step) */
+  private checkPixels(pixels: Floats, shape: number[], empty = false): Floats {
     const [c, h, w] = this.inputShape;
     if (!Array.isArray(shape) || shape.length !== 4 || shape[1] !== c || shape[2] !== h || shape[3] !== w ||
-        !Number.isInteger(shape[0]) || shape[0] < 1) {
+        !Number.isInteger(shape[0]) || shape[0] < (empty ? 0 : 1)) {
       throw new TypeError(`shape must be [batch, ${c}, ${h}, ${w}], got ${JSON.stringify(shape)}`);
     }
     const want = this.dtype === 'float64' ? Float64Array : Float32Array;
