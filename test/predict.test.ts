@@ -102,6 +102,8 @@ describe('ROI locator', () => {
   it('says so when an image holds nothing to find', async () => {
     const flat = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#808080' } }).png().toBuffer();
     await expect(findCoin(flat)).rejects.toThrow(/no coin found/);
+    const strip = await sharp({ create: { width: 2000, height: 8, channels: 3, background: '#808080' } }).png().toBuffer();
+    await expect(findCoin(strip)).rejects.toThrow(/no coin found: a 2000 x 8 px picture is too narrow to hold one/);
   });
 });
 

@@ -42,6 +42,8 @@ export async function findCoin(image: ImageInput): Promise<Coin> {
   const { decoded: img } = await decodeInput(image);   // as every model reads it, whether training learns or prediction uses the locator
   const k = WORK / Math.max(img.width, img.height);
   const [width, height] = [Math.max(1, Math.round(img.width * k)), Math.max(1, Math.round(img.height * k))];
+  // the search needs 8 px each way (native/pixels.cc): a picture over 16 times longer than wide holds no usable coin
+  if (width < 8 || height < 8) throw new DataError(`${nameOf(image)}: no coin found: a ${img.width} x ${img.height} px picture is too narrow to hold one`);
   const rgb = await resamplePixels(img.raw, img.width, img.height, Float64Array.of(0, 0, img.width, img.height), width, height);
   const grey = new Uint8Array(width * height);
   for (let i = 0; i < grey.length; i++) grey[i] = (77 * rgb[3 * i] + 150 * rgb[3 * i + 1] + 29 * rgb[3 * i + 2] + 128) >> 8;   // Rec. 601 luma
